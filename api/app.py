@@ -1,0 +1,53 @@
+"""The FastAPI application factory. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.container import Services, build_services
+from api.errors import install_error_handlers
+from api.routes import decisions, health, jobs, models
+from api.settings import Settings
+from api.workers.local_pool import LocalWorkerPool
+
+log = logging.getLogger("rationale.api")
+
+
+def create_app(
+    settings: Settings | None = None, *, services: Services | None = None, start_workers: bool | None = None
+) -> FastAPI:
+    """Build the app; ``services`` may be injected (tests), otherwise built from ``settings`` at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = services is None
+        svc = services or build_services(settings or Settings())
+        app.state.services = svc
+        pool = None
+        run_pool = start_workers if start_workers is not None else svc.settings.executor == "local"
+        if run_pool and svc.settings.workers > 0:
+            pool = LocalWorkerPool(svc, threads=svc.settings.workers)
+            pool.start()
+            app.state.pool = pool
+        try:
+            yield
+        finally:
+            if pool is not None:
+                pool.stop()
+            if owned:
+                svc.close()
+
+    app = FastAPI(
+        title="Rationale",
+        version="0.1.0",
+        summary="Explanations and a tamper-evident audit trail for machine-learning decisions",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (health.router, models.router, decisions.router, jobs.router):
+        app.include_router(router)
+    return app

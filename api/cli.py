@@ -1,0 +1,193 @@
+"""The `rationale` command line. Each sub-command builds its services from RATIONALE_* settings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from api.settings import Settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _services(settings: Settings, *, check_schema: bool = True):  # type: ignore[no-untyped-def]
+    from api.container import build_services
+
+    return build_services(settings, check_schema=check_schema)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    if args.workers is not None:
+        settings = settings.model_copy(update={"workers": args.workers})
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port, log_level="info")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Run explanation jobs without serving HTTP: the local thread pool, or a Celery worker."""
+    if settings.executor == "celery":
+        from api.workers.celery_app import run_celery_worker
+
+        return run_celery_worker(settings, concurrency=args.threads)
+    from api.workers.local_pool import LocalWorkerPool
+
+    services = _services(settings)
+    pool = LocalWorkerPool(services, threads=args.threads or settings.workers or 1, name="worker")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    pool.start()
+    print(f"rationale worker: {len(pool.runners)} threads on {_safe_url(settings)}; Ctrl-C to stop", flush=True)
+    stop.wait()
+    pool.stop()
+    services.close()
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.db import Database
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database.from_url(settings.effective_database_url)
+    db.upgrade()
+    db.dispose()
+    print(f"database at {_safe_url(settings)} is up to date")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from api.services.verification import verify_bundle_file, verify_whole_ledger
+
+    if args.bundle:
+        return verify_bundle_file(Path(args.bundle), quiet=args.quiet)
+    services = _services(settings)
+    try:
+        return verify_whole_ledger(services, quiet=args.quiet)
+    finally:
+        services.close()
+
+
+def cmd_models_register(args: argparse.Namespace, settings: Settings) -> int:
+    from api.routes.models import parse_manifest
+    from api.services.models import parse_background_file, register_model
+
+    manifest = parse_manifest(Path(args.manifest).read_text())
+    rows = None
+    if args.background:
+        path = Path(args.background)
+        rows = parse_background_file(path.read_bytes(), path.name)
+    services = _services(settings)
+    try:
+        reg = register_model(
+            services,
+            manifest=manifest,
+            artifact=Path(args.artifact).read_bytes(),
+            background_rows=rows,
+            background_from_csv=bool(args.background) and args.background.lower().endswith(".csv"),
+        )
+    finally:
+        services.close()
+    state = "registered" if reg.created else "already registered (identical)"
+    print(f"{reg.record.ref} {state}: artifact sha256 {reg.record.artifact_sha256}, ledger index "
+          f"{reg.record.ledger_index}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from api.demo import run_demo
+
+    return run_demo(settings, decisions=args.decisions, serve=not args.no_serve, host=args.host, port=args.port)
+
+
+def _safe_url(settings: Settings) -> str:
+    url = settings.effective_database_url
+    if "@" in url:  # hide credentials
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rationale",
+        description="Explanations and a tamper-evident audit trail for machine-learning decisions. "
+        "Configuration comes from RATIONALE_* environment variables (see README).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="serve the HTTP API (and the embedded worker pool)")
+    p.add_argument("--host", default=None, help="default RATIONALE_HOST or 127.0.0.1")
+    p.add_argument("--port", type=int, default=None, help="default RATIONALE_PORT or 8000")
+    p.add_argument("--workers", type=int, default=None, help="embedded explanation threads (0: none)")
+    p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("worker", help="run explanation jobs (local threads, or Celery when RATIONALE_EXECUTOR=celery)")
+    p.add_argument("--threads", type=int, default=None, help="threads (local) or processes (celery)")
+    p.set_defaults(handler=cmd_worker)
+
+    p = sub.add_parser("db", help="database schema management")
+    dbsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = dbsub.add_parser("upgrade", help="create or migrate the schema to the current revision")
+    up.set_defaults(handler=cmd_db_upgrade)
+
+    p = sub.add_parser("verify", help="recompute every leaf hash and root of the ledger, or check a bundle")
+    p.add_argument("--bundle", metavar="FILE", help="verify an export bundle instead of the database")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser("models", help="model registry")
+    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    reg = msub.add_parser("register", help="register a model version from files")
+    reg.add_argument("--manifest", required=True, help="manifest JSON file")
+    reg.add_argument("--artifact", required=True, help="artifact file (skops, XGBoost JSON/UBJ, LightGBM text)")
+    reg.add_argument("--background", help="background sample (CSV, JSON or JSONL) if not in the manifest")
+    reg.set_defaults(handler=cmd_models_register)
+
+    p = sub.add_parser("demo", help="register a demo credit model, log decisions, explain them, and serve")
+    p.add_argument("--decisions", type=int, default=300, help="how many decisions to log (default 300)")
+    p.add_argument("--no-serve", action="store_true", help="stop after the explanations are done")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic ValidationError: say which variable is wrong
+        print(f"rationale: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    handler: Handler = args.handler
+    try:
+        return handler(args, settings)
+    except Exception as exc:
+        from api.errors import classify
+
+        status, code, details = classify(exc)
+        if status == 500 and code == "internal":
+            raise
+        print(f"rationale: {exc}", file=sys.stderr)
+        if details:
+            print(json.dumps(details), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

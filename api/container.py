@@ -1,0 +1,65 @@
+"""The composition root: the only place that turns settings into live objects."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from api.clock import Clock, utc_now
+from api.services.model_cache import ModelCache
+from api.settings import Settings
+from audit.ledger import Ledger
+from explain.base import Budget
+from storage.blobs import BlobStore
+from storage.db import Database
+
+
+@dataclass
+class Services:
+    """Long-lived collaborators shared by routes, the CLI and workers of one process."""
+
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    ledger: Ledger
+    models: ModelCache
+    clock: Clock
+    _listeners: list[Callable[[], None]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def default_budget(self) -> Budget:
+        return Budget(
+            max_model_calls=self.settings.budget_max_model_calls, max_seconds=self.settings.budget_max_seconds
+        )
+
+    def on_jobs_queued(self, listener: Callable[[], None]) -> None:
+        """Register a callback run after jobs are committed (wakes the local pool, or dispatches to Celery)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def jobs_queued(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build_services(settings: Settings, *, clock: Clock | None = None, check_schema: bool = True) -> Services:
+    """Wire a process's services. Refuses to start on a stale schema, naming the command that fixes it."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database.from_url(settings.effective_database_url)
+    if check_schema:
+        db.check_schema()
+    blobs = BlobStore(settings.blob_dir)
+    the_clock = clock or utc_now
+    return Services(
+        settings=settings,
+        db=db,
+        blobs=blobs,
+        ledger=Ledger(clock=the_clock),
+        models=ModelCache(blobs=blobs),
+        clock=the_clock,
+    )

@@ -1,0 +1,137 @@
+"""`rationale demo`: a credit-scoring model, a few hundred decisions with explanations, served locally."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+
+from tqdm import tqdm
+
+from api.container import Services, build_services
+from api.schemas import DecisionCreate, ExplainersIn, FeatureIn, ManifestIn
+from api.services.decisions import record_decisions
+from api.services.models import register_model
+from api.settings import Settings
+from api.workers.local_pool import LocalWorkerPool
+from explain.registry import EXPLAINERS
+from storage.db import Database
+
+DEMO_NAME = "credit-demo"
+DEMO_VERSION = "1"
+RICH_METHODS = ("shap", "lime", "anchors", "counterfactuals")
+
+
+def ensure_demo_model(services: Services) -> str:
+    """Register the demo pipeline once; later runs reuse it (versions are immutable)."""
+    from explain.artifacts import dump_skops
+    from explain.samples import credit_spec, make_credit_frame, train_credit_pipeline
+
+    with services.db.unit_of_work(write=False) as uow:
+        if uow.models.get(DEMO_NAME, DEMO_VERSION) is not None:
+            return f"{DEMO_NAME}@{DEMO_VERSION}"
+    print("training the demo credit pipeline (numeric + string categorical features)...", flush=True)
+    pipeline = train_credit_pipeline(seed=0)
+    spec = credit_spec()
+    background, _ = make_credit_frame(100, seed=1)
+    manifest = ManifestIn(
+        name=DEMO_NAME,
+        version=DEMO_VERSION,
+        task="binary",
+        class_labels=list(spec.class_labels),
+        positive_class=spec.positive_class,
+        features=[FeatureIn(**f.to_dict()) for f in spec.features],
+        background=background.to_dict(orient="records"),
+        explainers=ExplainersIn(default_methods=["shap"]),
+        metadata={"owner": "demo", "training_data": "synthetic credit applications (explain.samples)"},
+    )
+    register_model(services, manifest=manifest, artifact=dump_skops(pipeline))
+    return f"{DEMO_NAME}@{DEMO_VERSION}"
+
+
+def log_decisions(services: Services, model: str, n: int, *, seed: int) -> list[str]:
+    from explain.samples import make_credit_frame
+
+    frame, _ = make_credit_frame(n, seed=seed)
+    run = uuid.uuid4().hex[:6]
+    rich = [m for m in RICH_METHODS if m in EXPLAINERS]
+    ids: list[str] = []
+    batch: list[DecisionCreate] = []
+    for i, row in enumerate(frame.to_dict(orient="records")):
+        decision_id = f"app-{run}-{i:04d}"
+        batch.append(
+            DecisionCreate(
+                decision_id=decision_id,
+                model=model,
+                inputs=row,
+                subject_ref=f"applicant-{run}-{i % 97:03d}",
+                explain=rich if i < 5 else None,
+            )
+        )
+        ids.append(decision_id)
+        if len(batch) == 50:
+            record_decisions(services, batch, path="decisions")
+            batch = []
+    if batch:
+        record_decisions(services, batch, path="decisions")
+    return ids
+
+
+def wait_for_jobs(services: Services, *, total: int) -> float:
+    """Block with a progress bar until no job is queued or running; returns seconds taken."""
+    started = time.monotonic()
+    with tqdm(total=total, unit="job", desc="explaining", file=sys.stdout) as bar:
+        while True:
+            with services.db.unit_of_work(write=False) as uow:
+                depth = uow.jobs.depth()
+            bar.n = total - min(depth, total)
+            bar.refresh()
+            if depth == 0:
+                return time.monotonic() - started
+            time.sleep(0.2)
+
+
+def run_demo(settings: Settings, *, decisions: int, serve: bool, host: str, port: int) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database.from_url(settings.effective_database_url)
+    db.upgrade()
+    db.dispose()
+    services = build_services(settings)
+    model = ensure_demo_model(services)
+    with services.db.unit_of_work(write=False) as uow:
+        before = uow.jobs.depth()
+    pool = LocalWorkerPool(services, threads=max(1, settings.workers), name="demo")
+    print(f"logging {decisions} decisions against {model}...", flush=True)
+    t0 = time.monotonic()
+    ids = log_decisions(services, model, decisions, seed=int(time.time()) % 100_000)
+    record_seconds = time.monotonic() - t0
+    with services.db.unit_of_work(write=False) as uow:
+        queued = uow.jobs.depth()
+    pool.start()
+    explain_seconds = wait_for_jobs(services, total=queued)
+    pool.stop()
+    explained = queued - before
+    print(
+        f"recorded {len(ids)} decisions in {record_seconds:.1f}s ({len(ids) / record_seconds:,.0f}/s); "
+        f"explained {explained} jobs in {explain_seconds:.1f}s "
+        f"({explained / max(explain_seconds, 1e-9):,.1f} explanations/s with {len(pool.runners)} threads)"
+    )
+    base = f"http://{host}:{port}"
+    print("\nTry:")
+    print(f"  curl -s {base}/v1/decisions/{ids[0]} | python3 -m json.tool")
+    print(f"  curl -s '{base}/v1/decisions?model={model}&limit=5' | python3 -m json.tool")
+    print(f"  curl -s {base}/v1/models/{model.replace('@', '/versions/')}")
+    print(f"  curl -s {base}/healthz")
+    print(f"  .venv/bin/rationale verify   # recompute every leaf hash and the root\n")
+    if not serve:
+        services.close()
+        return 0
+    import uvicorn
+
+    from api.app import create_app
+
+    app = create_app(settings, services=services)
+    print(f"serving on {base} (Ctrl-C to stop)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    services.close()
+    return 0

@@ -1,0 +1,235 @@
+"""Recording decisions: validate, compute or check the output, append to the ledger, queue explanations.
+
+A batch is one unit of work: either every decision in it is recorded (with its ledger entry and its jobs)
+or none is. Replaying the same decision is harmless; the same id with another body is a conflict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from api.container import Services
+from api.schemas import DecisionCreate
+from api.services.model_cache import LoadedModel
+from api.services.models import resolve_model
+from audit.canonical import canonical_bytes, check_json_value
+from audit.entry import EntryDraft, format_timestamp
+from explain.errors import InvalidInputError, UnknownMethodError
+from explain.predictor import frame_from_rows
+from explain.registry import EXPLAINERS
+from storage.errors import ConflictError
+from storage.records import DecisionRecord, JobRecord, NewJob
+
+SCORE_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedDecision:
+    record: DecisionRecord
+    created: bool
+    leaf_hash: str
+    jobs: list[JobRecord]
+
+
+def params_hash(method: str, params: dict[str, Any], target: str | None) -> str:
+    """Identity of an explanation request: same decision + method + parameters = the same explanation."""
+    return hashlib.sha256(canonical_bytes({"method": method, "params": params, "target": target})).hexdigest()[:32]
+
+
+def check_methods(methods: Sequence[str], *, field: str) -> list[str]:
+    for i, method in enumerate(methods):
+        if method not in EXPLAINERS:
+            raise UnknownMethodError(f"{field}[{i}]: unknown method {method!r}; known: {sorted(EXPLAINERS)}")
+    return list(dict.fromkeys(methods))
+
+
+def compare_outputs(computed: dict[str, Any], given: dict[str, Any], *, field: str) -> dict[str, Any] | None:
+    """Differences between the client's output and ours; None when they agree. Skew is a finding, not an error."""
+    check_json_value(given, field)
+    differences: dict[str, Any] = {}
+    if "label" in computed:
+        if "label" in given and str(given["label"]) != computed["label"]:
+            differences["label"] = {"client": given["label"], "recomputed": computed["label"]}
+        given_scores = given.get("scores")
+        if isinstance(given_scores, dict):
+            for label, value in given_scores.items():
+                ours = computed["scores"].get(str(label))
+                if ours is None or not isinstance(value, (int, float)) or abs(float(value) - ours) > SCORE_TOLERANCE:
+                    differences.setdefault("scores", {})[str(label)] = {"client": value, "recomputed": ours}
+    elif "value" in given:
+        value = given["value"]
+        ours = computed["value"]
+        if not isinstance(value, (int, float)) or not math.isclose(float(value), ours, rel_tol=1e-6, abs_tol=1e-9):
+            differences["value"] = {"client": value, "recomputed": ours}
+    return differences or None
+
+
+def _body_sha(item: DecisionCreate) -> str:
+    body = item.model_dump(mode="json")
+    return hashlib.sha256(canonical_bytes(body)).hexdigest()
+
+
+def _new_jobs(
+    loaded: LoadedModel, decision_id: str, methods: Sequence[str], *, target: str | None = None,
+    params_override: dict[str, dict[str, Any]] | None = None,
+) -> list[NewJob]:
+    jobs = []
+    for method in methods:
+        params = {**loaded.params_for(method), **(params_override or {}).get(method, {})}
+        jobs.append(
+            NewJob(
+                id=uuid.uuid4().hex,
+                decision_id=decision_id,
+                model_version_id=loaded.record.id,
+                method=method,
+                params=params,
+                params_hash=params_hash(method, params, target),
+                target=target,
+            )
+        )
+    return jobs
+
+
+def record_decisions(services: Services, items: Sequence[DecisionCreate], *, path: str) -> list[RecordedDecision]:
+    """Record a batch atomically. Raises InvalidInputError (422, with the field) or ConflictError (409)."""
+    check_json_value([i.context for i in items], path)
+    seen: dict[str, str] = {}
+    prepared: list[tuple[DecisionCreate, LoadedModel, dict[str, Any], str, list[str]]] = []
+    loaded_by_ref: dict[str, LoadedModel] = {}
+    for i, item in enumerate(items):
+        where = f"{path}[{i}]" if path else ""
+        prefix = f"{where}." if where else ""
+        check_json_value(item.context, f"{prefix}context")
+        if item.model not in loaded_by_ref:
+            record = resolve_model(services, item.model, field=f"{prefix}model")
+            loaded_by_ref[item.model] = services.models.get(record)
+        loaded = loaded_by_ref[item.model]
+        clean = loaded.spec.validate_inputs(item.inputs, f"{prefix}inputs")
+        methods = check_methods(item.explain if item.explain is not None else loaded.default_methods(),
+                                field=f"{prefix}explain")
+        sha = _body_sha(item)
+        if seen.get(item.decision_id, sha) != sha:
+            raise ConflictError(f"{prefix}decision_id: {item.decision_id!r} appears twice with different bodies")
+        seen[item.decision_id] = sha
+        prepared.append((item, loaded, clean, sha, methods))
+
+    outputs: dict[int, dict[str, Any]] = {}
+    by_model: dict[str, list[int]] = {}
+    for i, (item, *_rest) in enumerate(prepared):
+        by_model.setdefault(item.model, []).append(i)
+    for ref, positions in by_model.items():
+        loaded = loaded_by_ref[ref]
+        frame = frame_from_rows(loaded.spec, [prepared[i][2] for i in positions])
+        for i, output in zip(positions, loaded.predictor.predict(frame), strict=True):
+            outputs[i] = output
+
+    results: list[RecordedDecision] = []
+    with services.db.unit_of_work() as uow:
+        existing = {r.decision_id: r for r in uow.decisions.get_many(list(seen))}
+        drafts: list[EntryDraft] = []
+        fresh: list[tuple[int, dict[str, Any]]] = []
+        for i, (item, loaded, clean, sha, methods) in enumerate(prepared):
+            old = existing.get(item.decision_id)
+            if old is not None:
+                if old.body_sha256 != sha:
+                    raise ConflictError(
+                        f"decision {item.decision_id!r} is already recorded with a different body"
+                    )
+                continue
+            if any(item.decision_id == prepared[j][0].decision_id for j, _ in fresh):
+                continue  # the same decision twice in one batch is recorded once
+            where = f"{path}[{i}]." if path else ""
+            mismatch = compare_outputs(outputs[i], item.output, field=f"{where}output") if item.output else None
+            occurred = (item.occurred_at or services.clock()).astimezone(UTC)
+            payload = {
+                "decision_id": item.decision_id,
+                "model": loaded.record.ref,
+                "model_artifact_sha256": loaded.record.artifact_sha256,
+                "inputs": clean,
+                "output": outputs[i],
+                "client_output": item.output,
+                "output_mismatch": mismatch,
+                "subject_ref": item.subject_ref,
+                "occurred_at": format_timestamp(occurred),
+                "context": item.context,
+                "explanations_requested": methods,
+                "body_sha256": sha,
+            }
+            drafts.append(EntryDraft("decision.recorded", payload))
+            fresh.append((i, payload))
+        entries = services.ledger.append(uow.ledger, drafts) if drafts else []
+        new_jobs: list[NewJob] = []
+        created: dict[str, tuple[DecisionRecord, str]] = {}
+        for (i, payload), entry in zip(fresh, entries, strict=True):
+            item, loaded, clean, sha, methods = prepared[i]
+            record = uow.decisions.add(
+                decision_id=item.decision_id,
+                model_version_id=loaded.record.id,
+                model_ref=loaded.record.ref,
+                inputs=clean,
+                output=payload["output"],
+                client_output=item.output,
+                output_mismatch=payload["output_mismatch"] is not None,
+                subject_ref=item.subject_ref,
+                occurred_at=(item.occurred_at or services.clock()).astimezone(UTC),
+                recorded_at=datetime.strptime(entry.recorded_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC),
+                context=item.context,
+                body_sha256=sha,
+                ledger_index=entry.index,
+            )
+            created[item.decision_id] = (record, entry.leaf_hash.hex())
+            new_jobs.extend(_new_jobs(loaded, item.decision_id, methods))
+        jobs = uow.jobs.add(new_jobs) if new_jobs else []
+        jobs_by_decision: dict[str, list[JobRecord]] = {}
+        for job in jobs:
+            jobs_by_decision.setdefault(job.decision_id, []).append(job)
+        for decision_id in seen:
+            if decision_id in created:
+                record, leaf = created[decision_id]
+                results.append(RecordedDecision(record, True, leaf, jobs_by_decision.get(decision_id, [])))
+            else:
+                old = existing[decision_id]
+                leaf = uow.ledger.read(old.ledger_index).leaf_hash.hex()
+                results.append(RecordedDecision(old, False, leaf, uow.jobs.for_decision(decision_id)))
+    if new_jobs:
+        services.jobs_queued()
+    return results
+
+
+def request_explanations(
+    services: Services,
+    *,
+    decision_id: str,
+    methods: Sequence[str],
+    params: dict[str, dict[str, Any]],
+    target: str | None,
+) -> list[JobRecord]:
+    """Queue more methods for a recorded decision; an identical request returns the existing jobs."""
+    methods = check_methods(methods, field="methods")
+    with services.db.unit_of_work(write=False) as uow:
+        decision = uow.decisions.get(decision_id)
+        if decision is None:
+            from storage.errors import NotFoundError
+
+            raise NotFoundError(f"decision {decision_id!r} is not recorded")
+        model = uow.models.get_by_id(decision.model_version_id)
+    assert model is not None
+    loaded = services.models.get(model)
+    if target is not None:
+        if not loaded.spec.is_classifier:
+            raise InvalidInputError("target", "regression models have no classes to target")
+        if target not in loaded.spec.class_labels:
+            raise InvalidInputError("target", f"{target!r} is not one of {list(loaded.spec.class_labels)}")
+    new_jobs = _new_jobs(loaded, decision_id, methods, target=target, params_override=params)
+    for job in new_jobs:
+        check_json_value(job.params, f"params.{job.method}")
+    with services.db.unit_of_work() as uow:
+        jobs = uow.jobs.add(new_jobs)
+    services.jobs_queued()
+    return jobs

@@ -1,0 +1,213 @@
+"""Running explanation jobs: claim a micro-batch, explain it in one vectorised call, record exactly once.
+
+The same code runs in the embedded thread pool and in Celery workers. The database is the source of truth:
+a job is claimed with a lease, and its result is written in the same transaction that marks it done, and
+only if this worker still holds the lease (fencing) — so a crashed or duplicated worker can neither lose
+nor double a result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+from api.container import Services
+from api.services.model_cache import LoadedModel
+from audit.entry import EntryDraft
+from explain.base import Target
+from explain.errors import BudgetExceededError, ExplainError
+from explain.predictor import frame_from_rows
+from explain.registry import create_explainer
+from explain.results import ExplanationResult
+from storage.records import DecisionRecord, JobRecord
+
+log = logging.getLogger("rationale.jobs")
+
+
+def derive_seed(decision_id: str, method: str, params_hash: str) -> int:
+    """A seed fixed by the decision and request, so re-running an explanation reproduces it."""
+    digest = hashlib.sha256(f"{decision_id}\x00{method}\x00{params_hash}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    job_id: str
+    ok: bool
+    result: ExplanationResult | None = None
+    error: str | None = None
+    retry: bool = False
+    model: str | None = None
+    background_sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    claimed: int
+    succeeded: int
+    failed: int
+    fenced: int
+    seconds: float
+
+
+def new_owner(prefix: str = "local") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class JobRunner:
+    """Claims and runs batches of jobs for one worker identity (``owner``)."""
+
+    def __init__(self, services: Services, *, owner: str) -> None:
+        self.services = services
+        self.owner = owner
+        self.in_flight: tuple[str, ...] = ()  # read by the lease heartbeat
+
+    def run_batch(self, *, limit: int | None = None, job_ids: Sequence[str] | None = None) -> BatchReport:
+        """Claim up to ``limit`` jobs of one model version and method, explain them, record the results."""
+        started = time.monotonic()
+        settings = self.services.settings
+        now = self.services.clock()
+        with self.services.db.unit_of_work() as uow:
+            jobs = uow.jobs.claim(
+                owner=self.owner,
+                now=now,
+                lease_seconds=settings.lease_seconds,
+                limit=limit or settings.batch_size,
+            )
+        if not jobs:
+            return BatchReport(0, 0, 0, 0, time.monotonic() - started)
+        self.in_flight = tuple(j.id for j in jobs)
+        try:
+            outcomes = self.explain_jobs(jobs)
+            succeeded, failed, fenced = self.record(jobs, outcomes)
+        finally:
+            self.in_flight = ()
+        return BatchReport(len(jobs), succeeded, failed, fenced, time.monotonic() - started)
+
+    def explain_jobs(self, jobs: Sequence[JobRecord]) -> list[JobOutcome]:
+        """Explain claimed jobs (all of one model version and method) — in one call when possible."""
+        with self.services.db.unit_of_work(write=False) as uow:
+            model = uow.models.get_by_id(jobs[0].model_version_id)
+            decisions = {d.decision_id: d for d in uow.decisions.get_many([j.decision_id for j in jobs])}
+        if model is None:
+            return [JobOutcome(j.id, False, error="model version not found") for j in jobs]
+        loaded = self.services.models.get(model)
+        context = {"model": model.ref, "background_sha256": loaded.background.sha256}
+        groups: dict[str, list[JobRecord]] = {}
+        for job in jobs:  # one explainer per parameter set; usually a single group
+            groups.setdefault(job.params_hash if job.params else "", []).append(job)
+        outcomes: list[JobOutcome] = []
+        for group in groups.values():
+            outcomes.extend(self._explain_group(loaded, group, decisions))
+        return [replace(o, **context) for o in outcomes]
+
+    def _explain_group(
+        self, loaded: LoadedModel, jobs: list[JobRecord], decisions: dict[str, DecisionRecord]
+    ) -> list[JobOutcome]:
+        try:
+            return self._explain_together(loaded, jobs, decisions)
+        except ExplainError as exc:
+            if len(jobs) == 1:
+                return [JobOutcome(jobs[0].id, False, error=str(exc), retry=False)]
+            log.info("batch of %d %s jobs failed (%s); explaining one by one", len(jobs), jobs[0].method, exc)
+        outcomes = []
+        for job in jobs:  # isolate the row at fault; the others still succeed
+            try:
+                outcomes.extend(self._explain_together(loaded, [job], decisions))
+            except ExplainError as exc:
+                outcomes.append(JobOutcome(job.id, False, error=str(exc), retry=False))
+        return outcomes
+
+    def _explain_together(
+        self, loaded: LoadedModel, jobs: list[JobRecord], decisions: dict[str, DecisionRecord]
+    ) -> list[JobOutcome]:
+        method = jobs[0].method
+        rows = frame_from_rows(loaded.spec, [decisions[j.decision_id].inputs for j in jobs])
+        targets: list[Target] | None = None
+        if any(j.target for j in jobs):
+            predicted = loaded.predictor.predict_labels(rows)
+            labels = list(loaded.spec.class_labels)
+            targets = [Target(labels.index(j.target or predicted[k])) for k, j in enumerate(jobs)]
+        explainer = create_explainer(  # never shared between threads: built per batch
+            method, predictor=loaded.predictor, background=loaded.background, params=jobs[0].params
+        )
+        seeds = [derive_seed(j.decision_id, j.method, j.params_hash) for j in jobs]
+        budget = loaded.budget_for(method, self.services.default_budget)
+        results = explainer.explain(rows, seeds=seeds, targets=targets, budget=budget)
+        return [JobOutcome(j.id, True, result=r) for j, r in zip(jobs, results, strict=True)]
+
+    def record(self, jobs: Sequence[JobRecord], outcomes: Sequence[JobOutcome]) -> tuple[int, int, int]:
+        """Write results and failures in one transaction, each only if this worker still holds the job."""
+        by_id = {j.id: j for j in jobs}
+        succeeded = failed = fenced = 0
+        now = self.services.clock()
+        with self.services.db.unit_of_work() as uow:
+            drafts: list[EntryDraft] = []
+            pending: list[tuple[JobRecord, JobOutcome, str]] = []
+            for outcome in outcomes:
+                job = by_id[outcome.job_id]
+                if not outcome.ok and outcome.retry and job.attempts < job.max_attempts:
+                    uow.jobs.fail(job_id=job.id, owner=self.owner, error=outcome.error or "", now=now, retry=True)
+                    continue
+                explanation_id = uuid.uuid4().hex
+                if outcome.ok:
+                    if not uow.jobs.complete(job_id=job.id, owner=self.owner, explanation_id=explanation_id, now=now):
+                        fenced += 1
+                        continue
+                else:
+                    if not uow.jobs.fail(job_id=job.id, owner=self.owner, error=outcome.error or "", now=now,
+                                         retry=False):
+                        fenced += 1
+                        continue
+                drafts.append(EntryDraft(*self._entry(job, outcome, explanation_id)))
+                pending.append((job, outcome, explanation_id))
+            entries = self.services.ledger.append(uow.ledger, drafts) if drafts else []
+            for (job, outcome, explanation_id), entry in zip(pending, entries, strict=True):
+                body = entry.payload
+                uow.explanations.add(
+                    id=explanation_id,
+                    decision_id=job.decision_id,
+                    method=job.method,
+                    params_hash=job.params_hash,
+                    status="succeeded" if outcome.ok else "failed",
+                    body=body,
+                    ledger_index=entry.index,
+                    created_at=now,
+                    job_id=job.id,
+                )
+                if outcome.ok:
+                    succeeded += 1
+                else:
+                    failed += 1
+        return succeeded, failed, fenced
+
+    def _entry(self, job: JobRecord, outcome: JobOutcome, explanation_id: str) -> tuple[str, dict[str, Any]]:
+        common: dict[str, Any] = {
+            "explanation_id": explanation_id,
+            "decision_id": job.decision_id,
+            "job_id": job.id,
+            "method": job.method,
+            "params_hash": job.params_hash,
+            "requested_params": job.params,
+            "requested_target": job.target,
+            "attempt": job.attempts,
+            "model": outcome.model,
+            "background_sha256": outcome.background_sha256,
+        }
+        if outcome.ok and outcome.result is not None:
+            return "explanation.recorded", {**common, **outcome.result.to_dict()}
+        return "explanation.failed", {**common, "error": outcome.error}
+
+    def renew(self, job_ids: Sequence[str]) -> None:
+        until = self.services.clock() + timedelta(seconds=self.services.settings.lease_seconds)
+        with self.services.db.unit_of_work() as uow:
+            uow.jobs.renew(owner=self.owner, job_ids=list(job_ids), until=until)
+
+
+__all__ = ["BatchReport", "BudgetExceededError", "JobOutcome", "JobRunner", "derive_seed", "new_owner"]

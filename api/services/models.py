@@ -1,0 +1,175 @@
+"""Model registration: validate the manifest, load the artifact once, store it, append a ledger entry."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from api.container import Services
+from api.errors import InvalidRequestError
+from api.schemas import ManifestIn
+from audit.canonical import canonical_bytes
+from audit.entry import EntryDraft
+from explain.artifacts import detect_format, load_predictor
+from explain.errors import ArtifactError, InvalidInputError
+from explain.predictor import frame_from_rows
+from explain.schema import ModelSpec
+from storage.errors import ConflictError
+from storage.records import ModelVersionRecord
+
+UNSAFE_FORMATS = ("pickle", "joblib")
+MAX_BACKGROUND_ROWS = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    record: ModelVersionRecord
+    leaf_hash: str | None
+    created: bool
+
+
+def parse_background_file(data: bytes, filename: str | None) -> list[dict[str, Any]]:
+    """Background rows from a CSV (header row) or JSON/JSONL file part."""
+    text = data.decode("utf-8-sig")
+    name = (filename or "").lower()
+    stripped = text.lstrip()
+    if name.endswith(".json") or stripped.startswith("["):
+        rows = json.loads(text)
+        if not isinstance(rows, list):
+            raise InvalidRequestError("background JSON must be a list of rows", field="background")
+        return rows
+    if name.endswith(".jsonl") or stripped.startswith("{"):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _coerce_csv_row(spec: ModelSpec, row: dict[str, Any]) -> dict[str, Any]:
+    """CSV carries strings: convert each to the feature's type before validation."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key not in {f.name for f in spec.features} or not isinstance(value, str):
+            out[key] = value
+            continue
+        kind = spec.feature(key).type
+        try:
+            if kind == "number":
+                out[key] = float(value)
+            elif kind == "integer":
+                out[key] = int(float(value))
+            elif kind == "boolean":
+                out[key] = {"true": True, "1": True, "false": False, "0": False}[value.strip().lower()]
+            else:
+                out[key] = value
+        except (ValueError, KeyError):
+            out[key] = value  # validation names the field
+    return out
+
+
+def register_model(
+    services: Services,
+    *,
+    manifest: ManifestIn,
+    artifact: bytes,
+    background_rows: list[dict[str, Any]] | None = None,
+    background_from_csv: bool = False,
+) -> Registration:
+    """Register ``name@version``; same artifact and manifest again is a no-op, anything different a 409."""
+    spec = ModelSpec.from_dict(manifest.model_dump(include={"task", "class_labels", "positive_class", "features"}))
+    if not artifact:
+        raise InvalidRequestError("the artifact is empty", field="artifact")
+    fmt = manifest.format or detect_format(artifact)
+    if fmt in UNSAFE_FORMATS and not manifest.trust_unsafe_pickle:
+        raise ArtifactError(
+            f"{fmt} artifacts can execute arbitrary code when loaded; re-send with "
+            "manifest.trust_unsafe_pickle=true if you trust this file, or use skops"
+        )
+    rows = background_rows if background_rows is not None else manifest.background
+    if not rows:
+        raise InvalidRequestError(
+            "a background sample is required (manifest.background or a `background` file)", field="background"
+        )
+    if len(rows) > MAX_BACKGROUND_ROWS:
+        raise InvalidRequestError(f"at most {MAX_BACKGROUND_ROWS} background rows", field="background")
+    if background_from_csv:
+        rows = [_coerce_csv_row(spec, r) for r in rows]
+    clean_rows = spec.validate_rows(rows, path="background")
+    predictor = load_predictor(artifact, format=fmt, spec=spec, trust_pickle=manifest.trust_unsafe_pickle)
+    try:
+        predictor.predict_scores(frame_from_rows(spec, clean_rows[:16]))
+    except Exception as exc:  # the artifact does not fit its own schema
+        raise ArtifactError(f"the artifact cannot predict on the declared features: {exc}") from exc
+
+    artifact_sha = hashlib.sha256(artifact).hexdigest()
+    background_bytes = canonical_bytes(clean_rows)
+    background_sha = hashlib.sha256(background_bytes).hexdigest()
+    stored_manifest = manifest.model_dump(mode="json", exclude={"background", "format", "trust_unsafe_pickle"})
+    stored_manifest["features"] = [f.to_dict() for f in spec.features]
+    canonical_bytes(stored_manifest)  # refuses NaN/inf in metadata before anything is written
+
+    with services.db.unit_of_work(write=False) as uow:
+        existing = uow.models.get(manifest.name, manifest.version)
+    if existing is not None:
+        return _same_or_conflict(existing, artifact_sha, background_sha, stored_manifest)
+
+    services.blobs.put(artifact)
+    services.blobs.put(background_bytes)
+    with services.db.unit_of_work() as uow:
+        existing = uow.models.get(manifest.name, manifest.version)
+        if existing is not None:  # lost a race with an identical request
+            return _same_or_conflict(existing, artifact_sha, background_sha, stored_manifest)
+        payload = {
+            "model": f"{manifest.name}@{manifest.version}",
+            "name": manifest.name,
+            "version": manifest.version,
+            "artifact_sha256": artifact_sha,
+            "artifact_format": fmt,
+            "background_sha256": background_sha,
+            "background_rows": len(clean_rows),
+            "trusted_pickle": manifest.trust_unsafe_pickle,
+            "manifest": stored_manifest,
+        }
+        [entry] = services.ledger.append(uow.ledger, [EntryDraft("model.registered", payload)])
+        record = uow.models.add(
+            name=manifest.name,
+            version=manifest.version,
+            task=manifest.task,
+            manifest=stored_manifest,
+            artifact_sha256=artifact_sha,
+            artifact_format=fmt,
+            background_sha256=background_sha,
+            trusted_pickle=manifest.trust_unsafe_pickle,
+            ledger_index=entry.index,
+            registered_at=services.clock(),
+        )
+    return Registration(record=record, leaf_hash=entry.leaf_hash.hex(), created=True)
+
+
+def _same_or_conflict(
+    existing: ModelVersionRecord, artifact_sha: str, background_sha: str, manifest: dict[str, Any]
+) -> Registration:
+    if (
+        existing.artifact_sha256 == artifact_sha
+        and existing.background_sha256 == background_sha
+        and canonical_bytes(existing.manifest) == canonical_bytes(manifest)
+    ):
+        return Registration(record=existing, leaf_hash=None, created=False)
+    raise ConflictError(
+        f"model {existing.ref} is already registered with a different artifact, background or manifest; "
+        "model versions are immutable: register a new version"
+    )
+
+
+def resolve_model(services: Services, ref: str, *, field: str) -> ModelVersionRecord:
+    """Look up ``name@version``; unknown references are a 422 naming the field."""
+    name, sep, version = ref.partition("@")
+    if not sep or not name or not version:
+        raise InvalidInputError(field, "must be written name@version")
+    with services.db.unit_of_work(write=False) as uow:
+        record = uow.models.get(name, version)
+    if record is None:
+        raise InvalidInputError(field, f"model {ref} is not registered")
+    return record

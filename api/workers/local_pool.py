@@ -1,0 +1,91 @@
+"""The embedded executor: a few threads in the API process (or in `rationale worker`) running jobs.
+
+Each thread has its own worker identity and builds its own explainer objects, so nothing that is not
+thread-safe is ever shared. A heartbeat renews the leases of jobs in flight; if the process dies, the
+leases lapse and any worker (this one after a restart included) reclaims the jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from api.container import Services
+from api.services.explaining import JobRunner, new_owner
+
+log = logging.getLogger("rationale.workers")
+
+
+class LocalWorkerPool:
+    def __init__(self, services: Services, *, threads: int, name: str = "local") -> None:
+        self.services = services
+        self.runners = [JobRunner(services, owner=new_owner(f"{name}{i}")) for i in range(threads)]
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.processed = 0
+        self._count_lock = threading.Lock()
+
+    def start(self) -> None:
+        self.services.on_jobs_queued(self.wake)
+        for runner in self.runners:
+            thread = threading.Thread(target=self._loop, args=(runner,), name=runner.owner, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        beat = threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True)
+        beat.start()
+        self._threads.append(beat)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _loop(self, runner: JobRunner) -> None:
+        settings = self.services.settings
+        backoff = settings.poll_seconds
+        while not self._stop.is_set():
+            try:
+                report = runner.run_batch()
+                backoff = settings.poll_seconds
+            except Exception:  # database away, or a bug: log, back off, keep the thread alive
+                log.exception("worker %s: batch failed; retrying", runner.owner)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            if report.claimed:
+                with self._count_lock:
+                    self.processed += report.succeeded + report.failed
+                continue
+            self._wake.wait(settings.poll_seconds)
+            if self._wake.is_set() and not self._stop.is_set():
+                self._wake.clear()
+                self._stop.wait(settings.batch_window_ms / 1000)  # let a micro-batch gather
+
+    def _heartbeat(self) -> None:
+        interval = max(0.05, self.services.settings.lease_seconds / 3)
+        while not self._stop.wait(interval):
+            for runner in self.runners:
+                in_flight = runner.in_flight
+                if in_flight:
+                    try:
+                        runner.renew(in_flight)
+                    except Exception:
+                        log.warning("could not renew leases of %s", runner.owner, exc_info=True)
+
+
+def drain(services: Services, *, owner: str | None = None, limit: int | None = None) -> int:
+    """Run queued jobs in the calling thread until none is claimable; returns how many were recorded."""
+    runner = JobRunner(services, owner=owner or new_owner("drain"))
+    done = 0
+    while True:
+        report = runner.run_batch(limit=limit)
+        if not report.claimed:
+            return done
+        done += report.succeeded + report.failed

@@ -1,0 +1,77 @@
+"""Ledger entries: what is hashed, and what is stored.
+
+An entry's canonical bytes are RFC 8785 of
+``{"index": n, "type": "...", "recorded_at": "<RFC 3339 UTC>", "payload": {...}}``.
+Stored bytes are the record; they are parsed to read an entry and never re-serialized to check a hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from audit.canonical import canonical_bytes, check_json_value
+
+LEAF_PREFIX = b"\x00"
+NODE_PREFIX = b"\x01"
+
+
+def leaf_hash(entry_bytes: bytes) -> bytes:
+    """RFC 9162 §2.1.1: SHA-256(0x00 || entry)."""
+    return hashlib.sha256(LEAF_PREFIX + entry_bytes).digest()
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and a ``Z`` suffix, the only form the ledger stores."""
+    if moment.tzinfo is None:
+        raise ValueError("ledger timestamps must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDraft:
+    """An entry before the ledger gives it an index: its type and JSON payload."""
+
+    type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.type or not isinstance(self.type, str):
+            raise ValueError("entry type must be a non-empty string")
+        check_json_value(self.payload, "payload")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """An entry as it sits in the ledger: its canonical bytes and leaf hash are authoritative."""
+
+    index: int
+    type: str
+    recorded_at: str
+    canonical: bytes
+    leaf_hash: bytes
+
+    @classmethod
+    def build(cls, *, index: int, draft: EntryDraft, recorded_at: datetime) -> StoredEntry:
+        stamp = format_timestamp(recorded_at)
+        data = canonical_bytes(
+            {"index": index, "type": draft.type, "recorded_at": stamp, "payload": draft.payload}
+        )
+        return cls(index=index, type=draft.type, recorded_at=stamp, canonical=data, leaf_hash=leaf_hash(data))
+
+    def document(self) -> dict[str, Any]:
+        """The parsed entry (index, type, recorded_at, payload) read from the stored bytes."""
+        parsed: dict[str, Any] = json.loads(self.canonical)
+        return parsed
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = self.document()["payload"]
+        return payload

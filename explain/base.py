@@ -1,0 +1,140 @@
+"""The one explainer interface every back-end implements.
+
+``Explainer.explain`` is concrete: it enforces the budget, times the work, and turns any library failure
+into an ``ExplainError`` so that every back-end has the same error contract. Back-ends implement
+``_explain`` only. Explainer objects are never shared between threads (shap and alibi explainers are
+not thread-safe, shap issue #2863): callers create one per batch or per thread.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import pandas as pd
+
+from explain.errors import BudgetExceededError, ExplainError, ExplainerFailedError
+from explain.results import ExplanationResult
+from explain.schema import ModelSpec
+
+
+class Predictor(Protocol):
+    """A loaded model version: raw-feature DataFrame in, scores out."""
+
+    spec: ModelSpec
+    estimator: Any  # the underlying fitted object (sklearn estimator/pipeline, xgboost/lightgbm booster)
+    format: str
+
+    def predict_scores(self, frame: pd.DataFrame) -> np.ndarray:
+        """Class probabilities of shape (n, n_classes) in ``spec.class_labels`` order, or (n,) for regression."""
+        ...
+
+    def predict_labels(self, frame: pd.DataFrame) -> list[str]:
+        """Predicted class label per row (regression: the value formatted as a string)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Caps on one explanation's work. A back-end that cannot stay inside fails with BudgetExceededError."""
+
+    max_model_calls: int = 200_000  # rows evaluated by the model, summed over calls
+    max_seconds: float = 120.0
+
+
+@dataclass(slots=True)
+class CallMeter:
+    """Counts rows the model evaluates and stops the work when the budget runs out."""
+
+    budget: Budget
+    started: float = field(default_factory=time.monotonic)
+    rows: int = 0
+    calls: int = 0
+
+    def charge(self, n_rows: int) -> None:
+        self.rows += int(n_rows)
+        self.calls += 1
+        if self.rows > self.budget.max_model_calls:
+            raise BudgetExceededError(
+                f"model-call budget exceeded: {self.rows} rows evaluated, cap {self.budget.max_model_calls}"
+            )
+        elapsed = time.monotonic() - self.started
+        if elapsed > self.budget.max_seconds:
+            raise BudgetExceededError(
+                f"time budget exceeded: {elapsed:.1f}s elapsed, cap {self.budget.max_seconds:.1f}s"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Background:
+    """The registered background sample (raw features) and its SHA-256, recorded in every explanation."""
+
+    frame: pd.DataFrame
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Which output to explain: a class index (classification) or None for regression."""
+
+    class_index: int | None
+
+
+class Explainer(ABC):
+    """One explanation method over one model version; ``method`` is the registry name."""
+
+    method: ClassVar[str]
+
+    def __init__(
+        self, *, predictor: Predictor, background: Background, params: Mapping[str, Any] | None = None
+    ) -> None:
+        self.predictor = predictor
+        self.background = background
+        self.params: dict[str, Any] = dict(params or {})
+
+    def explain(
+        self,
+        rows: pd.DataFrame,
+        *,
+        seeds: Sequence[int],
+        targets: Sequence[Target] | None = None,
+        budget: Budget | None = None,
+    ) -> list[ExplanationResult]:
+        """Explain every row (raw features, schema column order) in one batched call.
+
+        Raises BudgetExceededError when the batch runs over ``budget`` (per row, scaled by the batch
+        size), and ExplainerFailedError for any failure of the underlying library.
+        """
+        if len(seeds) != len(rows):
+            raise ExplainError("one seed per row is required")
+        resolved = list(targets) if targets is not None else self.default_targets(rows)
+        per_row = budget or Budget()
+        meter = CallMeter(
+            Budget(
+                max_model_calls=per_row.max_model_calls * max(1, len(rows)),
+                max_seconds=per_row.max_seconds * max(1, len(rows)),
+            )
+        )
+        try:
+            return self._explain(rows.reset_index(drop=True), seeds=list(seeds), targets=resolved, meter=meter)
+        except ExplainError:
+            raise
+        except Exception as exc:  # the library's own failure, named and wrapped
+            raise ExplainerFailedError(f"{type(self).__name__} failed: {type(exc).__name__}: {exc}") from exc
+
+    def default_targets(self, rows: pd.DataFrame) -> list[Target]:
+        """Explain the predicted class by default; regression has a single output."""
+        spec = self.predictor.spec
+        if not spec.is_classifier:
+            return [Target(None) for _ in range(len(rows))]
+        scores = self.predictor.predict_scores(rows)
+        return [Target(int(i)) for i in np.argmax(scores, axis=1)]
+
+    @abstractmethod
+    def _explain(
+        self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: CallMeter
+    ) -> list[ExplanationResult]: ...

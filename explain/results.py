@@ -1,0 +1,194 @@
+"""Typed, frozen explanation results. Every back-end returns these, never a library's own objects.
+
+Each result converts to a plain JSON dict (``to_dict``) for the ledger and back (``from_dict``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Attributions:
+    """Per-raw-feature contributions: sum(values) + base_value == output_value in ``output_space``."""
+
+    values: Mapping[str, float]
+    base_value: float
+    output_value: float
+    output_space: str  # "probability", "log_odds" or "raw" (regression / margin)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "attributions",
+            "values": {k: float(v) for k, v in self.values.items()},
+            "base_value": float(self.base_value),
+            "output_value": float(self.output_value),
+            "output_space": self.output_space,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Attributions:
+        return cls(
+            values=dict(data["values"]),
+            base_value=float(data["base_value"]),
+            output_value=float(data["output_value"]),
+            output_space=str(data["output_space"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorRule:
+    """An anchor: conditions on raw features under which the prediction holds with ``precision``."""
+
+    conditions: tuple[str, ...]
+    precision: float
+    coverage: float
+    threshold: float
+
+    @property
+    def rule(self) -> str:
+        return " AND ".join(self.conditions) if self.conditions else "(any input)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "anchor",
+            "conditions": list(self.conditions),
+            "rule": self.rule,
+            "precision": float(self.precision),
+            "coverage": float(self.coverage),
+            "threshold": float(self.threshold),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AnchorRule:
+        return cls(
+            conditions=tuple(data["conditions"]),
+            precision=float(data["precision"]),
+            coverage=float(data["coverage"]),
+            threshold=float(data["threshold"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureChange:
+    feature: str
+    from_value: Any
+    to_value: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"feature": self.feature, "from": self.from_value, "to": self.to_value}
+
+
+@dataclass(frozen=True, slots=True)
+class Counterfactual:
+    """One alternative input: what changes, how far it is, and whether the model's output really flips."""
+
+    changes: tuple[FeatureChange, ...]
+    predicted: str
+    distance: float
+    sparsity: int
+    valid: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "changes": [c.to_dict() for c in self.changes],
+            "predicted": self.predicted,
+            "distance": float(self.distance),
+            "sparsity": int(self.sparsity),
+            "valid": bool(self.valid),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Counterfactual:
+        return cls(
+            changes=tuple(FeatureChange(c["feature"], c["from"], c["to"]) for c in data["changes"]),
+            predicted=str(data["predicted"]),
+            distance=float(data["distance"]),
+            sparsity=int(data["sparsity"]),
+            valid=bool(data["valid"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Counterfactuals:
+    """Valid counterfactuals only, smallest first; ``rejected`` counts candidates that failed our checks."""
+
+    desired: str
+    items: tuple[Counterfactual, ...]
+    rejected: int = 0
+    rejection_reasons: Mapping[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "counterfactuals",
+            "desired": self.desired,
+            "items": [c.to_dict() for c in self.items],
+            "rejected": int(self.rejected),
+            "rejection_reasons": {k: int(v) for k, v in self.rejection_reasons.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Counterfactuals:
+        return cls(
+            desired=str(data["desired"]),
+            items=tuple(Counterfactual.from_dict(c) for c in data["items"]),
+            rejected=int(data.get("rejected", 0)),
+            rejection_reasons=dict(data.get("rejection_reasons", {})),
+        )
+
+
+Body = Attributions | AnchorRule | Counterfactuals
+_BODY_KINDS: dict[str, Any] = {
+    "attributions": Attributions,
+    "anchor": AnchorRule,
+    "counterfactuals": Counterfactuals,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ExplanationResult:
+    """One explanation of one decision, with everything needed to reproduce it."""
+
+    method: str  # registry name: "shap", "lime", "anchors", "counterfactuals"
+    backend: str  # e.g. "shap.TreeExplainer"
+    target: str  # class label explained, or "value" for regression
+    body: Body
+    parameters: Mapping[str, Any]
+    seed: int | None
+    library_versions: Mapping[str, str]
+    quality: Mapping[str, float] = field(default_factory=dict)
+    compute_ms: float = 0.0
+    model_calls: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "backend": self.backend,
+            "target": self.target,
+            "result": self.body.to_dict(),
+            "parameters": dict(self.parameters),
+            "seed": self.seed,
+            "library_versions": dict(self.library_versions),
+            "quality": {k: float(v) for k, v in self.quality.items()},
+            "compute_ms": float(self.compute_ms),
+            "model_calls": int(self.model_calls),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExplanationResult:
+        body_data = data["result"]
+        body = _BODY_KINDS[body_data["kind"]].from_dict(body_data)
+        return cls(
+            method=str(data["method"]),
+            backend=str(data["backend"]),
+            target=str(data["target"]),
+            body=body,
+            parameters=dict(data["parameters"]),
+            seed=data.get("seed"),
+            library_versions=dict(data["library_versions"]),
+            quality=dict(data.get("quality", {})),
+            compute_ms=float(data.get("compute_ms", 0.0)),
+            model_calls=int(data.get("model_calls", 0)),
+        )
