@@ -39,3 +39,7 @@ class VerificationError(AuditError):
         super().__init__(message)
         self.index = index
         self.what = what
+
+
+class LogSplitError(AuditError):
+    """A new checkpoint would not extend the last published one: publishing it would split the log."""

@@ -1,0 +1,68 @@
+"""Publishing signed checkpoints, refusing any that would split the log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from audit.entry import format_timestamp
+from audit.errors import LogSplitError, ProofError, SignatureError
+from audit.keys import Keyring
+from audit.ledger import Ledger
+from audit.merkle import verify_consistency
+from audit.note import checkpoint_text, open_note, parse_checkpoint_text, sign_note
+from audit.port import LedgerStore, StoredCheckpoint, StoredKey
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedCheckpoint:
+    origin: str
+    tree_size: int
+    root_hash: bytes
+    key_id: str
+
+
+def open_checkpoint(note: str, *, keys: Sequence[StoredKey], origin: str | None = None) -> OpenedCheckpoint:
+    """Verify a checkpoint note's signature with known keys and parse its body."""
+    verified = open_note(note, keys=[(k.name, k.public_key) for k in keys])
+    found_origin, size, root = parse_checkpoint_text(verified.text)
+    if origin is not None and found_origin != origin:
+        raise SignatureError(f"checkpoint origin {found_origin!r} is not {origin!r}")
+    return OpenedCheckpoint(found_origin, size, root, verified.key_id)
+
+
+def publish_checkpoint(
+    store: LedgerStore, *, ledger: Ledger, keyring: Keyring, origin: str, clock: Callable[[], datetime]
+) -> StoredCheckpoint:
+    """Sign the current tree head; a no-op when nothing was appended since the last checkpoint.
+
+    Raises LogSplitError when the new head is not an extension of the last published one.
+    """
+    size = store.lock_and_size()
+    latest = store.latest_checkpoint()
+    if latest is not None and latest.tree_size == size:
+        return latest
+    if size == 0:
+        raise ProofError("nothing to checkpoint: the ledger is empty")
+    root = ledger.root(store, size)
+    if latest is not None:
+        if latest.tree_size > size:
+            raise LogSplitError(f"the ledger has {size} entries but checkpoint {latest.tree_size} was published")
+        proof = ledger.consistency_proof(store, first=latest.tree_size, second=size)
+        try:
+            verify_consistency(
+                first=latest.tree_size, second=size, proof=proof, first_root=latest.root_hash, second_root=root
+            )
+        except ProofError as exc:
+            raise LogSplitError(
+                f"refusing to publish: tree {size} is not consistent with checkpoint {latest.tree_size}"
+            ) from exc
+    key = keyring.active()
+    store.add_key(key)
+    note = sign_note(checkpoint_text(origin, size, root), name=key.name, private_key=keyring.private(key.key_id))
+    checkpoint = StoredCheckpoint(
+        tree_size=size, root_hash=root, note=note, key_id=key.key_id, published_at=format_timestamp(clock())
+    )
+    store.append_checkpoint(checkpoint)
+    return checkpoint

@@ -1,0 +1,174 @@
+"""Engines, the unit of work, schema checks and migrations — the one choke point for database errors.
+
+SQLite write transactions start with BEGIN IMMEDIATE so concurrent writers queue on the busy timeout
+instead of failing with a deadlock; PostgreSQL connections are pre-pinged so the service recovers by
+itself once the server is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, exc
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.errors import ConflictError, SchemaOutdatedError, StorageError, UnavailableError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+APPEND_ONLY_MESSAGE = "ledger is append-only"
+
+
+class LedgerAppendOnlyError(StorageError):
+    """The database refused to change or remove a ledger row (the append-only triggers fired)."""
+
+
+@dataclass
+class UnitOfWork:
+    """One transaction and the repositories bound to it."""
+
+    session: Session
+
+    def __post_init__(self) -> None:
+        from storage.ledger_store import SqlLedgerStore
+        from storage.repos import (
+            DecisionRepository,
+            ExplanationRepository,
+            JobRepository,
+            ModelRepository,
+            OutcomeRepository,
+        )
+
+        self.ledger = SqlLedgerStore(self.session)
+        self.models = ModelRepository(self.session)
+        self.decisions = DecisionRepository(self.session)
+        self.jobs = JobRepository(self.session)
+        self.explanations = ExplanationRepository(self.session)
+        self.outcomes = OutcomeRepository(self.session)
+
+
+def translate(error: BaseException) -> StorageError:
+    """Map a driver or SQLAlchemy error to our error tree; messages carry no SQL."""
+    text = str(getattr(error, "orig", error))
+    if APPEND_ONLY_MESSAGE in text:
+        return LedgerAppendOnlyError("the ledger is append-only: rows cannot be changed or removed")
+    if isinstance(error, exc.IntegrityError):
+        return ConflictError("the write conflicts with a stored record")
+    if isinstance(error, (exc.OperationalError, exc.InterfaceError)) or isinstance(
+        error, (ConnectionError, TimeoutError)
+    ):
+        if "database is locked" in text:
+            return UnavailableError("the database is busy; retry shortly")
+        return UnavailableError("the database is unreachable; retry shortly")
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return UnavailableError("the database connection was lost; retry shortly")
+    return StorageError(f"database error: {type(error).__name__}")
+
+
+class Database:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @classmethod
+    def from_url(cls, url: str, *, echo: bool = False) -> Database:
+        if url.startswith("sqlite"):
+            engine = create_engine(
+                url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None}
+            )
+            _configure_sqlite(engine)
+        else:
+            engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                                   pool_recycle=1800)
+        return cls(engine)
+
+    @contextmanager
+    def unit_of_work(self, *, write: bool = True) -> Iterator[UnitOfWork]:
+        """Commit on success, roll back on any error; database errors leave as StorageError subclasses."""
+        session = self._sessions()
+        if self.dialect == "sqlite":
+            session.connection(execution_options={"rationale_write": write})
+        try:
+            yield UnitOfWork(session)
+            session.commit()
+        except exc.SQLAlchemyError as error:
+            _rollback_quietly(session)
+            raise translate(error) from error
+        except BaseException:
+            _rollback_quietly(session)
+            raise
+        finally:
+            session.close()
+
+    def alembic_config(self) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        return cfg
+
+    def head_revision(self) -> str | None:
+        return ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+
+    def current_revision(self) -> str | None:
+        try:
+            with self.engine.connect() as conn:
+                return MigrationContext.configure(conn).get_current_revision()
+        except exc.SQLAlchemyError as error:
+            raise translate(error) from error
+
+    def check_schema(self) -> None:
+        """Refuse to run on a schema this code does not expect, naming the command that fixes it."""
+        current, head = self.current_revision(), self.head_revision()
+        if current != head:
+            where = f"at revision {current}" if current else "empty (no schema)"
+            raise SchemaOutdatedError(
+                f"the database schema is {where}, this code expects {head}: run `rationale db upgrade`"
+            )
+
+    def upgrade(self) -> None:
+        cfg = self.alembic_config()
+        try:
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except exc.SQLAlchemyError as error:
+            raise translate(error) from error
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _rollback_quietly(session: Session) -> None:
+    try:
+        session.rollback()
+    except exc.SQLAlchemyError:
+        pass
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # The driver is in autocommit mode; we start transactions ourselves. Writers take the lock up
+        # front (IMMEDIATE) so two of them never deadlock upgrading a shared lock.
+        write = conn.get_execution_options().get("rationale_write", True)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -1,0 +1,386 @@
+"""Repositories: typed reads and writes over one session, returning plain records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from storage.records import DecisionRecord, ExplanationRecord, JobRecord, ModelVersionRecord, NewJob
+from storage.tables import DecisionRow, ExplanationRow, JobRow, ModelVersionRow, OutcomeRow
+
+
+class ModelRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, **fields: Any) -> ModelVersionRecord:
+        row = ModelVersionRow(**fields)
+        self.session.add(row)
+        self.session.flush()
+        return _model(row)
+
+    def get(self, name: str, version: str) -> ModelVersionRecord | None:
+        row = self.session.execute(
+            select(ModelVersionRow).where(ModelVersionRow.name == name, ModelVersionRow.version == version)
+        ).scalar_one_or_none()
+        return _model(row) if row else None
+
+    def get_by_id(self, model_version_id: int) -> ModelVersionRecord | None:
+        row = self.session.get(ModelVersionRow, model_version_id)
+        return _model(row) if row else None
+
+    def list(self, *, name: str | None = None) -> list[ModelVersionRecord]:
+        query = select(ModelVersionRow).order_by(ModelVersionRow.id)
+        if name is not None:
+            query = query.where(ModelVersionRow.name == name)
+        return [_model(r) for r in self.session.execute(query).scalars()]
+
+
+class DecisionRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, **fields: Any) -> DecisionRecord:
+        row = DecisionRow(**fields)
+        self.session.add(row)
+        self.session.flush()
+        return _decision(row, None)
+
+    def get(self, decision_id: str) -> DecisionRecord | None:
+        row = self.session.execute(
+            select(DecisionRow, OutcomeRow.body)
+            .outerjoin(OutcomeRow, OutcomeRow.decision_id == DecisionRow.decision_id)
+            .where(DecisionRow.decision_id == decision_id)
+        ).first()
+        return _decision(row[0], row[1]) if row else None
+
+    def get_many(self, decision_ids: Sequence[str]) -> list[DecisionRecord]:
+        found: list[DecisionRecord] = []
+        ids = list(dict.fromkeys(decision_ids))
+        for start in range(0, len(ids), 500):
+            rows = self.session.execute(
+                select(DecisionRow).where(DecisionRow.decision_id.in_(ids[start : start + 500]))
+            ).scalars()
+            found.extend(_decision(r, None) for r in rows)
+        return found
+
+    def search(
+        self,
+        *,
+        model_version_ids: Sequence[int] | None = None,
+        subject_ref: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: int | None = None,
+        limit: int = 100,
+    ) -> tuple[list[DecisionRecord], int | None]:
+        """Keyset pagination on the storage sequence: stable under concurrent inserts."""
+        query = select(DecisionRow, OutcomeRow.body).outerjoin(
+            OutcomeRow, OutcomeRow.decision_id == DecisionRow.decision_id
+        )
+        if model_version_ids is not None:
+            query = query.where(DecisionRow.model_version_id.in_(list(model_version_ids) or [-1]))
+        if subject_ref is not None:
+            query = query.where(DecisionRow.subject_ref == subject_ref)
+        if outcome is not None:
+            query = query.where(OutcomeRow.label == outcome)
+        if since is not None:
+            query = query.where(DecisionRow.occurred_at >= since)
+        if until is not None:
+            query = query.where(DecisionRow.occurred_at < until)
+        if cursor is not None:
+            query = query.where(DecisionRow.seq > cursor)
+        rows = self.session.execute(query.order_by(DecisionRow.seq).limit(limit + 1)).all()
+        records = [_decision(r[0], r[1]) for r in rows[:limit]]
+        next_cursor = records[-1].seq if len(rows) > limit else None
+        return records, next_cursor
+
+    def count(self) -> int:
+        return int(self.session.execute(select(func.count()).select_from(DecisionRow)).scalar_one())
+
+
+class JobRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, jobs: Sequence[NewJob]) -> list[JobRecord]:
+        """Insert new jobs; a job whose (decision, method, params) exists is returned as it is."""
+        out: list[JobRecord] = []
+        now = _now_like(self.session)
+        for position, job in enumerate(jobs):
+            existing = self.session.execute(
+                select(JobRow).where(
+                    JobRow.decision_id == job.decision_id,
+                    JobRow.method == job.method,
+                    JobRow.params_hash == job.params_hash,
+                )
+            ).scalar_one_or_none()
+            if existing is not None:
+                out.append(_job(existing))
+                continue
+            row = JobRow(
+                id=job.id,
+                decision_id=job.decision_id,
+                model_version_id=job.model_version_id,
+                method=job.method,
+                params=job.params,
+                params_hash=job.params_hash,
+                target=job.target,
+                state="queued",
+                attempts=0,
+                max_attempts=3,
+                created_at=now + timedelta(microseconds=position),  # keeps FIFO order within a batch
+                updated_at=now,
+            )
+            self.session.add(row)
+            out.append(_job(row))
+        self.session.flush()
+        return out
+
+    def get(self, job_id: str) -> JobRecord | None:
+        row = self.session.get(JobRow, job_id)
+        return _job(row) if row else None
+
+    def for_decision(self, decision_id: str) -> list[JobRecord]:
+        rows = self.session.execute(
+            select(JobRow).where(JobRow.decision_id == decision_id).order_by(JobRow.created_at, JobRow.id)
+        ).scalars()
+        return [_job(r) for r in rows]
+
+    def claim(
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_seconds: float,
+        limit: int,
+        method: str | None = None,
+        model_version_id: int | None = None,
+        job_ids: Sequence[str] | None = None,
+    ) -> list[JobRecord]:
+        """Lease up to ``limit`` claimable jobs sharing one model version and method (a micro-batch).
+
+        Claimable: queued, or running with a lapsed lease (its worker died). PostgreSQL skips rows other
+        workers are claiming right now; SQLite writers are serialized by BEGIN IMMEDIATE.
+        """
+        claimable = or_(
+            JobRow.state == "queued", and_(JobRow.state == "running", JobRow.lease_expires_at < now)
+        )
+        postgres = self.session.get_bind().dialect.name == "postgresql"
+        query = select(JobRow.id, JobRow.model_version_id, JobRow.method).where(claimable)
+        if job_ids is not None:
+            query = query.where(JobRow.id.in_(list(job_ids)))
+        if method is not None:
+            query = query.where(JobRow.method == method)
+        if model_version_id is not None:
+            query = query.where(JobRow.model_version_id == model_version_id)
+        first_query = query.order_by(JobRow.created_at, JobRow.id).limit(1)
+        if postgres:
+            first_query = first_query.with_for_update(skip_locked=True)
+        first = self.session.execute(first_query).first()
+        if first is None:
+            return []
+        group = (
+            query.where(JobRow.model_version_id == first.model_version_id, JobRow.method == first.method)
+            .order_by(JobRow.created_at, JobRow.id)
+            .limit(limit)
+        )
+        if postgres:
+            group = group.with_for_update(skip_locked=True)
+        ids = [r.id for r in self.session.execute(group)]
+        until = now + timedelta(seconds=lease_seconds)
+        self.session.execute(
+            update(JobRow)
+            .where(JobRow.id.in_(ids))
+            .values(state="running", lease_owner=owner, lease_expires_at=until, attempts=JobRow.attempts + 1,
+                    updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        rows = self.session.execute(
+            select(JobRow).where(JobRow.id.in_(ids)).order_by(JobRow.created_at, JobRow.id)
+            .execution_options(populate_existing=True)
+        ).scalars()
+        return [_job(r) for r in rows]
+
+    def _fenced_update(self, job_id: str, owner: str, **values: Any) -> bool:
+        result = self.session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.state == "running", JobRow.lease_owner == owner)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def complete(self, *, job_id: str, owner: str, explanation_id: str, now: datetime) -> bool:
+        """Mark done only if ``owner`` still holds the job; False means another worker took it over."""
+        return self._fenced_update(
+            job_id, owner, state="succeeded", explanation_id=explanation_id, updated_at=now, lease_expires_at=None
+        )
+
+    def fail(self, *, job_id: str, owner: str, error: str, now: datetime, retry: bool) -> bool:
+        job = self.session.get(JobRow, job_id)
+        again = retry and job is not None and job.attempts < job.max_attempts
+        return self._fenced_update(
+            job_id,
+            owner,
+            state="queued" if again else "failed",
+            error=error[:4000],
+            updated_at=now,
+            lease_owner=None if again else owner,
+            lease_expires_at=None,
+        )
+
+    def renew(self, *, owner: str, job_ids: Sequence[str], until: datetime) -> int:
+        result = self.session.execute(
+            update(JobRow)
+            .where(JobRow.id.in_(list(job_ids)), JobRow.lease_owner == owner, JobRow.state == "running")
+            .values(lease_expires_at=until)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def depth(self) -> int:
+        return int(
+            self.session.execute(
+                select(func.count()).select_from(JobRow).where(JobRow.state.in_(("queued", "running")))
+            ).scalar_one()
+        )
+
+    def counts_by_state(self) -> dict[str, int]:
+        rows = self.session.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all()
+        return {state: int(n) for state, n in rows}
+
+
+class ExplanationRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, **fields: Any) -> ExplanationRecord:
+        self.session.execute(insert(ExplanationRow), [fields])
+        return ExplanationRecord(**{k: v for k, v in fields.items() if k in ExplanationRecord.__slots__})
+
+    def find(self, decision_id: str, method: str, params_hash: str) -> ExplanationRecord | None:
+        row = self.session.execute(
+            select(ExplanationRow).where(
+                ExplanationRow.decision_id == decision_id,
+                ExplanationRow.method == method,
+                ExplanationRow.params_hash == params_hash,
+            )
+        ).scalar_one_or_none()
+        return _explanation(row) if row else None
+
+    def for_decision(self, decision_id: str) -> list[ExplanationRecord]:
+        rows = self.session.execute(
+            select(ExplanationRow)
+            .where(ExplanationRow.decision_id == decision_id)
+            .order_by(ExplanationRow.ledger_index)
+        ).scalars()
+        return [_explanation(r) for r in rows]
+
+    def count(self) -> int:
+        return int(self.session.execute(select(func.count()).select_from(ExplanationRow)).scalar_one())
+
+
+class OutcomeRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, *, decision_id: str, body: dict[str, Any], ledger_index: int, recorded_at: datetime) -> None:
+        self.session.add(
+            OutcomeRow(
+                decision_id=decision_id,
+                label=body.get("label"),
+                body=body,
+                ledger_index=ledger_index,
+                recorded_at=recorded_at,
+            )
+        )
+        self.session.flush()
+
+    def get(self, decision_id: str) -> dict[str, Any] | None:
+        row = self.session.get(OutcomeRow, decision_id)
+        if row is None:
+            return None
+        return {"body": row.body, "ledger_index": int(row.ledger_index), "recorded_at": row.recorded_at}
+
+
+def _now_like(session: Session) -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)
+
+
+def _model(row: ModelVersionRow) -> ModelVersionRecord:
+    return ModelVersionRecord(
+        id=row.id,
+        name=row.name,
+        version=row.version,
+        task=row.task,
+        manifest=row.manifest,
+        artifact_sha256=row.artifact_sha256,
+        artifact_format=row.artifact_format,
+        background_sha256=row.background_sha256,
+        trusted_pickle=row.trusted_pickle,
+        ledger_index=int(row.ledger_index),
+        registered_at=row.registered_at,
+    )
+
+
+def _decision(row: DecisionRow, outcome: dict[str, Any] | None) -> DecisionRecord:
+    return DecisionRecord(
+        decision_id=row.decision_id,
+        model_version_id=row.model_version_id,
+        model_ref=row.model_ref,
+        inputs=row.inputs,
+        output=row.output,
+        client_output=row.client_output,
+        output_mismatch=row.output_mismatch,
+        subject_ref=row.subject_ref,
+        occurred_at=row.occurred_at,
+        recorded_at=row.recorded_at,
+        context=row.context,
+        body_sha256=row.body_sha256,
+        ledger_index=int(row.ledger_index),
+        seq=int(row.seq),
+        outcome=outcome,
+    )
+
+
+def _job(row: JobRow) -> JobRecord:
+    return JobRecord(
+        id=row.id,
+        decision_id=row.decision_id,
+        model_version_id=row.model_version_id,
+        method=row.method,
+        params=row.params,
+        params_hash=row.params_hash,
+        target=row.target,
+        state=row.state,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        error=row.error,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        explanation_id=row.explanation_id,
+    )
+
+
+def _explanation(row: ExplanationRow) -> ExplanationRecord:
+    return ExplanationRecord(
+        id=row.id,
+        decision_id=row.decision_id,
+        method=row.method,
+        params_hash=row.params_hash,
+        status=row.status,
+        body=row.body,
+        ledger_index=int(row.ledger_index),
+        created_at=row.created_at,
+        job_id=row.job_id,
+    )
