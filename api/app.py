@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api.container import Services, build_services
 from api.errors import install_error_handlers
-from api.routes import decisions, health, jobs, models
+from api.routes import decisions, health, jobs, ledger, models
 from api.settings import Settings
 from api.workers.local_pool import LocalWorkerPool
 
@@ -33,9 +33,17 @@ def create_app(
             pool = LocalWorkerPool(svc, threads=svc.settings.workers)
             pool.start()
             app.state.pool = pool
+        dispatcher = None
+        if svc.settings.executor == "celery":
+            from api.workers.celery_app import CeleryDispatcher
+
+            dispatcher = CeleryDispatcher(svc.settings, svc)
+            dispatcher.start(sweep_seconds=max(1.0, svc.settings.lease_seconds / 4))
         try:
             yield
         finally:
+            if dispatcher is not None:
+                dispatcher.stop()
             if pool is not None:
                 pool.stop()
             if owned:
@@ -48,6 +56,6 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (health.router, models.router, decisions.router, jobs.router):
+    for router in (health.router, models.router, decisions.router, jobs.router, ledger.router):
         app.include_router(router)
     return app

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from api.clock import Clock, utc_now
+from api.metrics import Metrics
 from api.services.model_cache import ModelCache
 from api.settings import Settings
 from audit.ledger import Ledger
@@ -25,6 +26,7 @@ class Services:
     ledger: Ledger
     models: ModelCache
     clock: Clock
+    metrics: Metrics = field(default_factory=Metrics)
     _listeners: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import ServicesDep
 
@@ -17,3 +19,19 @@ def healthz(services: ServicesDep) -> dict[str, Any]:
         size = uow.ledger.size()
         depth = uow.jobs.depth()
     return {"status": "ok", "ledger_size": size, "queue_depth": depth, "executor": services.settings.executor}
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(services: ServicesDep) -> Response:
+    """Prometheus exposition; shared-state gauges are read from the database at scrape time."""
+    with services.db.unit_of_work(write=False) as uow:
+        size = uow.ledger.size()
+        states = uow.jobs.counts_by_state()
+    m = services.metrics
+    m.ledger_size.set(size)
+    for state in ("queued", "running", "succeeded", "failed"):
+        m.jobs_by_state.labels(state).set(states.get(state, 0))
+    m.queue_depth.set(states.get("queued", 0) + states.get("running", 0))
+    m.configured_batch_size.set(services.settings.batch_size)
+    m.configured_batch_window.set(services.settings.batch_window_ms / 1000)
+    return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

@@ -98,7 +98,6 @@ def _new_jobs(
 
 def record_decisions(services: Services, items: Sequence[DecisionCreate], *, path: str) -> list[RecordedDecision]:
     """Record a batch atomically. Raises InvalidInputError (422, with the field) or ConflictError (409)."""
-    check_json_value([i.context for i in items], path)
     seen: dict[str, str] = {}
     prepared: list[tuple[DecisionCreate, LoadedModel, dict[str, Any], str, list[str]]] = []
     loaded_by_ref: dict[str, LoadedModel] = {}
@@ -197,6 +196,7 @@ def record_decisions(services: Services, items: Sequence[DecisionCreate], *, pat
                 old = existing[decision_id]
                 leaf = uow.ledger.read(old.ledger_index).leaf_hash.hex()
                 results.append(RecordedDecision(old, False, leaf, uow.jobs.for_decision(decision_id)))
+    services.metrics.decisions_recorded.inc(sum(1 for r in results if r.created))
     if new_jobs:
         services.jobs_queued()
     return results

@@ -88,7 +88,11 @@ class JobRunner:
             succeeded, failed, fenced = self.record(jobs, outcomes)
         finally:
             self.in_flight = ()
-        return BatchReport(len(jobs), succeeded, failed, fenced, time.monotonic() - started)
+        seconds = time.monotonic() - started
+        metrics = self.services.metrics
+        metrics.batch_size.labels(jobs[0].method).observe(len(jobs))
+        metrics.batch_seconds.labels(jobs[0].method).observe(seconds)
+        return BatchReport(len(jobs), succeeded, failed, fenced, seconds)
 
     def explain_jobs(self, jobs: Sequence[JobRecord]) -> list[JobOutcome]:
         """Explain claimed jobs (all of one model version and method) — in one call when possible."""
@@ -185,6 +189,10 @@ class JobRunner:
                     succeeded += 1
                 else:
                     failed += 1
+        metrics = self.services.metrics
+        for job, outcome, _ in pending:
+            metrics.explanations.labels(job.method, "succeeded" if outcome.ok else "failed").inc()
+            metrics.job_latency.labels(job.method).observe(max(0.0, (now - job.created_at).total_seconds()))
         return succeeded, failed, fenced
 
     def _entry(self, job: JobRecord, outcome: JobOutcome, explanation_id: str) -> tuple[str, dict[str, Any]]:

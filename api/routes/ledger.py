@@ -1,0 +1,134 @@
+"""Ledger read endpoints: checkpoints, entry bytes, RFC 9162 proofs and the public keys."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse, Response
+
+from api.deps import ServicesDep
+from api.errors import InvalidRequestError, ResourceNotFoundError
+
+router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@router.get("/checkpoint", response_model=None)
+def latest_checkpoint(services: ServicesDep, request: Request) -> Any:
+    """The latest signed checkpoint; ``Accept: text/plain`` returns the signed note exactly as signed."""
+    with services.db.unit_of_work(write=False) as uow:
+        checkpoint = uow.ledger.latest_checkpoint()
+    if checkpoint is None:
+        raise ResourceNotFoundError("no checkpoint has been published yet")
+    if "text/plain" in request.headers.get("accept", ""):
+        return PlainTextResponse(checkpoint.note, media_type="text/plain; charset=utf-8")
+    return {
+        "tree_size": checkpoint.tree_size,
+        "root_hash": _b64(checkpoint.root_hash),
+        "root_hash_hex": checkpoint.root_hash.hex(),
+        "key_id": checkpoint.key_id,
+        "published_at": checkpoint.published_at,
+        "note": checkpoint.note,
+    }
+
+
+@router.get("/entries/{index}")
+def entry(services: ServicesDep, index: int) -> dict[str, Any]:
+    """An entry's canonical bytes (base64) and leaf hash: hash the bytes yourself to check."""
+    if index < 0:
+        raise InvalidRequestError("index must be >= 0", field="index")
+    with services.db.unit_of_work(write=False) as uow:
+        stored = uow.ledger.read(index)
+    return {
+        "index": stored.index,
+        "type": stored.type,
+        "recorded_at": stored.recorded_at,
+        "canonical": _b64(stored.canonical),
+        "leaf_hash": stored.leaf_hash.hex(),
+    }
+
+
+def _check_size(size: int, tree_size: int, field: str) -> None:
+    if tree_size > size:
+        raise InvalidRequestError(f"{field} {tree_size} is beyond the ledger size {size}", field=field)
+
+
+@router.get("/proofs/inclusion")
+def inclusion_proof(
+    services: ServicesDep,
+    index: Annotated[int, Query(ge=0)],
+    tree_size: Annotated[int | None, Query(ge=1, description="default: the latest checkpoint's size")] = None,
+) -> dict[str, Any]:
+    """RFC 9162 §2.1.3 inclusion proof of entry ``index`` in the tree of ``tree_size`` entries."""
+    with services.db.unit_of_work(write=False) as uow:
+        if tree_size is None:
+            checkpoint = uow.ledger.latest_checkpoint()
+            if checkpoint is None:
+                raise ResourceNotFoundError("no checkpoint yet: pass tree_size")
+            tree_size = checkpoint.tree_size
+        _check_size(uow.ledger.size(), tree_size, "tree_size")
+        if index >= tree_size:
+            raise InvalidRequestError(f"index {index} is not below tree_size {tree_size}", field="index")
+        proof = services.ledger.inclusion_proof(uow.ledger, index=index, tree_size=tree_size)
+        root = services.ledger.root(uow.ledger, tree_size)
+        leaf = uow.ledger.read(index).leaf_hash
+    return {
+        "index": index,
+        "tree_size": tree_size,
+        "leaf_hash": leaf.hex(),
+        "root_hash": _b64(root),
+        "proof": [_b64(h) for h in proof],
+    }
+
+
+@router.get("/proofs/consistency")
+def consistency_proof(
+    services: ServicesDep,
+    first: Annotated[int, Query(ge=1)],
+    second: Annotated[int, Query(ge=1)],
+) -> dict[str, Any]:
+    """RFC 9162 §2.1.4 consistency proof between the trees of ``first`` and ``second`` entries."""
+    if first > second:
+        raise InvalidRequestError("first must not exceed second", field="first")
+    with services.db.unit_of_work(write=False) as uow:
+        _check_size(uow.ledger.size(), second, "second")
+        proof = services.ledger.consistency_proof(uow.ledger, first=first, second=second)
+        first_root = services.ledger.root(uow.ledger, first)
+        second_root = services.ledger.root(uow.ledger, second)
+    return {
+        "first": first,
+        "second": second,
+        "first_root": _b64(first_root),
+        "second_root": _b64(second_root),
+        "proof": [_b64(h) for h in proof],
+    }
+
+
+@router.get("/keys")
+def public_keys(services: ServicesDep) -> dict[str, Any]:
+    """Every checkpoint-signing public key ever used, by key id (old checkpoints stay verifiable)."""
+    from audit.note import verifier_key
+
+    with services.db.unit_of_work(write=False) as uow:
+        keys = uow.ledger.keys()
+    return {
+        "keys": [
+            {
+                "key_id": k.key_id,
+                "name": k.name,
+                "algorithm": "ed25519",
+                "public_key": _b64(k.public_key),
+                "verifier_key": verifier_key(k.name, k.public_key),
+                "created_at": k.created_at,
+            }
+            for k in keys
+        ]
+    }
+
+
+__all__ = ["Response", "router"]
