@@ -18,7 +18,11 @@ log = logging.getLogger("rationale.api")
 
 
 def create_app(
-    settings: Settings | None = None, *, services: Services | None = None, start_workers: bool | None = None
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    start_workers: bool | None = None,
+    publish_checkpoints: bool = True,
 ) -> FastAPI:
     """Build the app; ``services`` may be injected (tests), otherwise built from ``settings`` at startup."""
 
@@ -33,6 +37,12 @@ def create_app(
             pool = LocalWorkerPool(svc, threads=svc.settings.workers)
             pool.start()
             app.state.pool = pool
+        publisher = None
+        if publish_checkpoints:
+            from api.services.checkpoints import CheckpointPublisher
+
+            publisher = CheckpointPublisher(svc)
+            publisher.start()
         dispatcher = None
         if svc.settings.executor == "celery":
             from api.workers.celery_app import CeleryDispatcher
@@ -44,6 +54,8 @@ def create_app(
         finally:
             if dispatcher is not None:
                 dispatcher.stop()
+            if publisher is not None:
+                publisher.stop()
             if pool is not None:
                 pool.stop()
             if owned:

@@ -99,8 +99,44 @@ def cmd_models_register(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         services.close()
     state = "registered" if reg.created else "already registered (identical)"
-    print(f"{reg.record.ref} {state}: artifact sha256 {reg.record.artifact_sha256}, ledger index "
-          f"{reg.record.ledger_index}")
+    print(
+        f"{reg.record.ref} {state}: artifact sha256 {reg.record.artifact_sha256}, ledger index "
+        f"{reg.record.ledger_index}"
+    )
+    return 0
+
+
+def cmd_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
+    from api.services.checkpoints import publish_now
+
+    services = _services(settings)
+    try:
+        checkpoint = publish_now(services)
+    finally:
+        services.close()
+    if checkpoint is None:
+        print("the ledger is empty: nothing to checkpoint")
+        return 0
+    print(checkpoint.note, end="")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from audit.note import verifier_key
+
+    services = _services(settings)
+    try:
+        if args.keys_command == "rotate":
+            key = services.keyring.rotate(supplied=Path(args.key_file) if args.key_file else None)
+            with services.db.unit_of_work() as uow:
+                uow.ledger.add_key(key)
+            print(f"new active key {key.key_id}; older keys stay published for old checkpoints")
+        active = services.keyring.active().key_id
+        for key in services.keyring.all_public():
+            marker = "*" if key.key_id == active else " "
+            print(f"{marker} {key.key_id}  {key.created_at}  {verifier_key(key.name, key.public_key)}")
+    finally:
+        services.close()
     return 0
 
 
@@ -147,6 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_verify)
 
+    p = sub.add_parser("checkpoint", help="publish a signed checkpoint of the ledger now")
+    p.set_defaults(handler=cmd_checkpoint)
+
+    p = sub.add_parser("keys", help="list or rotate the checkpoint-signing keys")
+    ksub = p.add_subparsers(dest="keys_command", metavar="ACTION")
+    ksub.add_parser("list", help="list the keys (* marks the active one)")
+    rot = ksub.add_parser("rotate", help="make a new active key; old ones stay published")
+    rot.add_argument("--key-file", help="use this Ed25519 PEM private key instead of generating one")
+    p.set_defaults(handler=cmd_keys, keys_command="list")
+
     p = sub.add_parser("models", help="model registry")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     reg = msub.add_parser("register", help="register a model version from files")
@@ -167,8 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         settings = Settings()
     except Exception as exc:  # pydantic ValidationError: say which variable is wrong

@@ -10,6 +10,7 @@ from api.clock import Clock, utc_now
 from api.metrics import Metrics
 from api.services.model_cache import ModelCache
 from api.settings import Settings
+from audit.keys import Keyring
 from audit.ledger import Ledger
 from explain.base import Budget
 from storage.blobs import BlobStore
@@ -26,6 +27,7 @@ class Services:
     ledger: Ledger
     models: ModelCache
     clock: Clock
+    keyring: Keyring
     metrics: Metrics = field(default_factory=Metrics)
     _listeners: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -57,6 +59,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, check_sche
         db.check_schema()
     blobs = BlobStore(settings.blob_dir)
     the_clock = clock or utc_now
+    keyring = Keyring(settings.key_dir, name=settings.origin, clock=the_clock)
+    keyring.ensure(supplied=settings.signing_key_file)
     return Services(
         settings=settings,
         db=db,
@@ -64,4 +68,5 @@ def build_services(settings: Settings, *, clock: Clock | None = None, check_sche
         ledger=Ledger(clock=the_clock),
         models=ModelCache(blobs=blobs),
         clock=the_clock,
+        keyring=keyring,
     )

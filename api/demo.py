@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from typing import Any, cast
 
 from tqdm import tqdm
 
@@ -41,7 +42,7 @@ def ensure_demo_model(services: Services) -> str:
         class_labels=list(spec.class_labels),
         positive_class=spec.positive_class,
         features=[FeatureIn(**f.to_dict()) for f in spec.features],
-        background=background.to_dict(orient="records"),
+        background=cast(list[dict[str, Any]], background.to_dict(orient="records")),
         explainers=ExplainersIn(default_methods=["shap"]),
         metadata={"owner": "demo", "training_data": "synthetic credit applications (explain.samples)"},
     )
@@ -63,9 +64,9 @@ def log_decisions(services: Services, model: str, n: int, *, seed: int) -> list[
             DecisionCreate(
                 decision_id=decision_id,
                 model=model,
-                inputs=row,
+                inputs=cast(dict[str, Any], row),
                 subject_ref=f"applicant-{run}-{i % 97:03d}",
-                explain=rich if i < 5 else None,
+                explain=cast(Any, rich) if i < 5 else None,
             )
         )
         ids.append(decision_id)
@@ -122,7 +123,7 @@ def run_demo(settings: Settings, *, decisions: int, serve: bool, host: str, port
     print(f"  curl -s '{base}/v1/decisions?model={model}&limit=5' | python3 -m json.tool")
     print(f"  curl -s {base}/v1/models/{model.replace('@', '/versions/')}")
     print(f"  curl -s {base}/healthz")
-    print(f"  .venv/bin/rationale verify   # recompute every leaf hash and the root\n")
+    print("  .venv/bin/rationale verify   # recompute every leaf hash and the root\n")
     if not serve:
         services.close()
         return 0

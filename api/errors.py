@@ -77,10 +77,10 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 def classify(exc: BaseException) -> tuple[int, str, dict[str, Any]]:
     """Status, code and details for a domain error; (500, "internal", {}) when unmapped."""
     if isinstance(exc, ApiError):
-        details = dict(exc.details)
+        own = dict(exc.details)
         if exc.field:
-            details["field"] = exc.field
-        return exc.status, exc.code, details
+            own["field"] = exc.field
+        return exc.status, exc.code, own
     for cls, status, code in ERROR_TABLE:
         if isinstance(exc, cls):
             details: dict[str, Any] = {}
@@ -113,7 +113,8 @@ def install_error_handlers(app: FastAPI) -> None:
         first = problems[0] if problems else {"field": "body", "message": "invalid request"}
         details = {"field": first["field"], "problems": problems}
         return JSONResponse(
-            status_code=422, content=error_body("invalid_request", f"{first['field']}: {first['message']}", details)
+            status_code=422,
+            content=error_body("invalid_request", f"{first['field']}: {first['message']}", details),
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -31,19 +31,21 @@ class Metrics:
             registry=self.registry,
         )
         self.batch_seconds = Histogram(
-            "rationale_batch_seconds", "Time to explain and record one micro-batch", ["method"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "rationale_batch_seconds",
+            "Time to explain and record one micro-batch",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.batch_size = Histogram(
-            "rationale_batch_size", "Jobs per micro-batch", ["method"],
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry,
+            "rationale_batch_size",
+            "Jobs per micro-batch",
+            ["method"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
         )
-        self.queue_depth = Gauge(
-            "rationale_queue_depth", "Explanation jobs queued or running", registry=self.registry
-        )
-        self.jobs_by_state = Gauge(
-            "rationale_jobs", "Explanation jobs by state", ["state"], registry=self.registry
-        )
+        self.queue_depth = Gauge("rationale_queue_depth", "Explanation jobs queued or running", registry=self.registry)
+        self.jobs_by_state = Gauge("rationale_jobs", "Explanation jobs by state", ["state"], registry=self.registry)
         self.ledger_size = Gauge("rationale_ledger_entries", "Entries in the ledger", registry=self.registry)
         self.configured_batch_size = Gauge(
             "rationale_config_batch_size", "Configured micro-batch size", registry=self.registry

@@ -27,8 +27,9 @@ def job_public(job: JobRecord) -> JobPublic:
     )
 
 
-def model_public(record: ModelVersionRecord, *, leaf_hash: str | None = None, created: bool | None = None
-                 ) -> ModelVersionPublic:
+def model_public(
+    record: ModelVersionRecord, *, leaf_hash: str | None = None, created: bool | None = None
+) -> ModelVersionPublic:
     manifest = record.manifest
     return ModelVersionPublic(
         name=record.name,

@@ -37,7 +37,7 @@ class BudgetIn(Strict):
 class ExplainersIn(Strict):
     """Which methods run for every decision of this model, and their parameters."""
 
-    default_methods: list[Method] = Field(default_factory=lambda: ["shap"])
+    default_methods: list[Method] = Field(default=["shap"])
     params: dict[Method, dict[str, Any]] = Field(default_factory=dict)
     budgets: dict[Method, BudgetIn] = Field(default_factory=dict)
 

@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     max_queue_depth: int = Field(default=50_000, ge=1, description="above this, decisions report back-pressure")
     max_batch_decisions: int = Field(default=1000, ge=1, description="largest POST /v1/decisions batch")
 
-    budget_max_model_calls: int = Field(default=200_000, ge=1, description="rows the model may evaluate per explanation")
+    budget_max_model_calls: int = Field(
+        default=200_000, ge=1, description="rows the model may evaluate per explanation"
+    )
     budget_max_seconds: float = Field(default=120.0, gt=0, description="wall time per explanation")
 
     checkpoint_every_entries: int = Field(default=1000, ge=1)

@@ -52,7 +52,11 @@ def publish_checkpoint(
         proof = ledger.consistency_proof(store, first=latest.tree_size, second=size)
         try:
             verify_consistency(
-                first=latest.tree_size, second=size, proof=proof, first_root=latest.root_hash, second_root=root
+                first=latest.tree_size,
+                second=size,
+                proof=proof,
+                first_root=latest.root_hash,
+                second_root=root,
             )
         except ProofError as exc:
             raise LogSplitError(

@@ -61,9 +61,7 @@ class StoredEntry:
     @classmethod
     def build(cls, *, index: int, draft: EntryDraft, recorded_at: datetime) -> StoredEntry:
         stamp = format_timestamp(recorded_at)
-        data = canonical_bytes(
-            {"index": index, "type": draft.type, "recorded_at": stamp, "payload": draft.payload}
-        )
+        data = canonical_bytes({"index": index, "type": draft.type, "recorded_at": stamp, "payload": draft.payload})
         return cls(index=index, type=draft.type, recorded_at=stamp, canonical=data, leaf_hash=leaf_hash(data))
 
     def document(self) -> dict[str, Any]:

@@ -95,4 +95,6 @@ class Keyring:
         return StoredKey(key_id=kid, name=meta["name"], public_key=public, created_at=meta["created_at"])
 
     def all_public(self) -> list[StoredKey]:
-        return [self.public(k) for k in (self._index().get("keys") or {})]  # type: ignore[union-attr]
+        keys = self._index().get("keys") or {}
+        assert isinstance(keys, dict)
+        return [self.public(k) for k in keys]

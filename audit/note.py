@@ -67,7 +67,7 @@ def open_note(note: str, *, keys: Sequence[tuple[str, bytes]]) -> VerifiedNote:
     for line in signatures[:-1].split("\n"):
         if not line.startswith(SIG_PREFIX):
             raise SignatureError("malformed signature line")
-        name, _, blob = line[len(SIG_PREFIX):].partition(" ")
+        name, _, blob = line[len(SIG_PREFIX) :].partition(" ")
         try:
             raw = base64.b64decode(blob, validate=True)
         except ValueError as exc:

@@ -91,9 +91,7 @@ def verify_ledger(
                 level, idx = key
                 first = idx << level
                 state = "missing" if key not in stored else "does not match its leaves"
-                return Failure(
-                    "tree", first, f"tree node over entries {first}..{((idx + 1) << level) - 1} is {state}"
-                )
+                return Failure("tree", first, f"tree node over entries {first}..{((idx + 1) << level) - 1} is {state}")
         completed.clear()
         return None
 
@@ -101,9 +99,7 @@ def verify_ledger(
         end = min(size, start + batch)
         for entry in _entries(store, start, end):
             if entry.index != position:
-                return fail(
-                    "entry", position, f"entry {position} is missing (found {entry.index} in its place)"
-                )
+                return fail("entry", position, f"entry {position} is missing (found {entry.index} in its place)")
             match = _INDEX.match(entry.canonical)
             if match is None or int(match.group(1)) != position:
                 return fail("entry", position, f"entry {position}: its bytes do not carry index {position}")

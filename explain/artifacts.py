@@ -74,7 +74,7 @@ def load_predictor(data: bytes, *, format: str, spec: ModelSpec, trust_pickle: b
 
                 estimator = joblib.load(io.BytesIO(data))
             else:
-                estimator = pickle.loads(data)  # noqa: S301 - the operator said they trust this file
+                estimator = pickle.loads(data)
         except Exception as exc:
             raise ArtifactError(f"the {format} artifact cannot be loaded: {exc}") from exc
         return SklearnPredictor(estimator, spec, format=format)
@@ -91,10 +91,10 @@ def load_predictor(data: bytes, *, format: str, spec: ModelSpec, trust_pickle: b
         import lightgbm
 
         try:
-            booster = lightgbm.Booster(model_str=data.decode("utf-8"))
+            lgbm = lightgbm.Booster(model_str=data.decode("utf-8"))
         except Exception as exc:
             raise ArtifactError(f"not a readable LightGBM model: {exc}") from exc
-        return LightGBMPredictor(booster, spec)
+        return LightGBMPredictor(lgbm, spec)
     try:
         import onnxruntime  # noqa: F401
     except ImportError as exc:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import pandas as pd
 
-from explain.errors import BudgetExceededError, ExplainError, ExplainerFailedError
+from explain.errors import BudgetExceededError, ExplainerFailedError, ExplainError
 from explain.results import ExplanationResult
 from explain.schema import ModelSpec
 
@@ -35,6 +35,14 @@ class Predictor(Protocol):
 
     def predict_labels(self, frame: pd.DataFrame) -> list[str]:
         """Predicted class label per row (regression: the value formatted as a string)."""
+        ...
+
+    def predict(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """Outputs as recorded: {"label", "scores"} for classifiers, {"value"} for regression."""
+        ...
+
+    def margin(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """Raw model output (log-odds for boosted classifiers) when the model has one."""
         ...
 
 

@@ -70,5 +70,5 @@ class FeatureCoder:
         if feature.type == "boolean":
             return bool(round(code))
         if feature.type == "integer":
-            return int(round(code))
+            return round(code)
         return float(code)

@@ -20,9 +20,7 @@ _DTYPES = {"number": "float64", "integer": "int64", "boolean": "bool", "category
 
 def frame_from_rows(spec: ModelSpec, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Raw inputs as a DataFrame in schema column order with each feature's dtype."""
-    columns = {
-        f.name: pd.Series([row[f.name] for row in rows], dtype=_DTYPES[f.type]) for f in spec.features
-    }
+    columns = {f.name: pd.Series([row[f.name] for row in rows], dtype=_DTYPES[f.type]) for f in spec.features}
     return pd.DataFrame(columns, columns=spec.feature_names)
 
 
@@ -74,8 +72,7 @@ class SklearnPredictor(BasePredictor):
             classes = [str(c) for c in getattr(estimator, "classes_", [])]
             if sorted(classes) != sorted(spec.class_labels):
                 raise ArtifactError(
-                    f"the model's classes {classes} do not match the manifest's class_labels "
-                    f"{list(spec.class_labels)}"
+                    f"the model's classes {classes} do not match the manifest's class_labels {list(spec.class_labels)}"
                 )
             self._order = np.array([classes.index(label) for label in spec.class_labels])
             self._classes = classes

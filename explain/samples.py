@@ -91,8 +91,14 @@ def train_credit_pipeline(*, seed: int = 0, n: int = 2000, kind: str = "gbm") ->
     prep = ColumnTransformer(
         [
             ("num", StandardScaler(), numeric),
-            ("cat", OneHotEncoder(handle_unknown="ignore", categories=[list(spec.feature(c).categories or ())
-                                                                        for c in categorical]), categorical),
+            (
+                "cat",
+                OneHotEncoder(
+                    handle_unknown="ignore",
+                    categories=[list(spec.feature(c).categories or ()) for c in categorical],
+                ),
+                categorical,
+            ),
         ]
     )
     if kind == "gbm":
@@ -114,8 +120,6 @@ def breast_cancer_spec_and_data() -> tuple[ModelSpec, pd.DataFrame, np.ndarray]:
     frame = data.frame.drop(columns=["target"])
     frame.columns = [c.replace(" ", "_") for c in frame.columns]
     labels = np.where(data.target.to_numpy() == 1, "benign", "malignant").astype(object)
-    features = tuple(
-        Feature(c, "number", minimum=0.0, maximum=float(frame[c].max()) * 2) for c in frame.columns
-    )
+    features = tuple(Feature(c, "number", minimum=0.0, maximum=float(frame[c].max()) * 2) for c in frame.columns)
     spec = ModelSpec(task="binary", class_labels=("benign", "malignant"), features=features)
     return spec, frame, labels

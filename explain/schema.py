@@ -46,7 +46,7 @@ class Feature:
             if len(set(self.categories)) != len(self.categories):
                 raise InvalidSchemaError(f"{where}.categories", "categories must be unique")
         elif self.categories is not None:
-            raise InvalidSchemaError(f"{where}.categories", f"only category features take categories")
+            raise InvalidSchemaError(f"{where}.categories", "only category features take categories")
         if self.type in ("category", "boolean") and (self.minimum is not None or self.maximum is not None):
             raise InvalidSchemaError(f"{where}", "ranges apply to number and integer features only")
         for bound in ("minimum", "maximum"):
@@ -147,9 +147,7 @@ class ModelSpec:
         else:
             expected = 2 if self.task == "binary" else None
             if len(self.class_labels) < 2 or (expected and len(self.class_labels) != expected):
-                raise InvalidSchemaError(
-                    "class_labels", "binary models need exactly 2 labels, multiclass at least 2"
-                )
+                raise InvalidSchemaError("class_labels", "binary models need exactly 2 labels, multiclass at least 2")
             if len(set(self.class_labels)) != len(self.class_labels):
                 raise InvalidSchemaError("class_labels", "class labels must be unique")
         if self.positive_class is not None and self.positive_class not in self.class_labels:

@@ -40,8 +40,12 @@ def _is_tree(model: Any) -> bool:
     if module.startswith("sklearn.ensemble") and "HistGradient" in name:
         return True
     return module.startswith(TREE_MODULE_HINTS) and (
-        "Forest" in name or "Tree" in name or "GradientBoosting" in name or "Booster" in name
-        or "XGB" in name or "LGBM" in name
+        "Forest" in name
+        or "Tree" in name
+        or "GradientBoosting" in name
+        or "Booster" in name
+        or "XGB" in name
+        or "LGBM" in name
     )
 
 
@@ -64,7 +68,7 @@ def column_map(prep: Any, raw_names: list[str], n_out: int) -> list[int] | None:
         return None
     mapping: list[int | None] = [None] * n_out
     for name, transformer, columns in prep.transformers_:
-        if transformer == "drop" or name == "remainder" and transformer == "drop":
+        if transformer == "drop" or (name == "remainder" and transformer == "drop"):
             continue
         out_slice = prep.output_indices_[name]
         cols = [raw_names[c] if isinstance(c, (int, np.integer)) else c for c in np.atleast_1d(columns)]
@@ -119,7 +123,13 @@ class ShapExplainer(Explainer):
 
     # -- tree and linear: exact, vectorised over the whole batch ---------------------------------------
     def _model_specific(
-        self, rows: pd.DataFrame, targets: list[Target], meter: CallMeter, final: Any, prep: Any, algorithm: str
+        self,
+        rows: pd.DataFrame,
+        targets: list[Target],
+        meter: CallMeter,
+        final: Any,
+        prep: Any,
+        algorithm: str,
     ) -> list[ExplanationResult] | None:
         import shap
 
@@ -133,7 +143,8 @@ class ShapExplainer(Explainer):
         else:
             matrix = _dense(prep.transform(rows)) if prep is not None else rows.to_numpy(dtype=float)
             background = (
-                _dense(prep.transform(self.background.frame)) if prep is not None
+                _dense(prep.transform(self.background.frame))
+                if prep is not None
                 else self.background.frame.to_numpy(dtype=float)
             )
             mapping = column_map(prep, names, matrix.shape[1])
@@ -142,7 +153,10 @@ class ShapExplainer(Explainer):
         meter.charge(len(rows))
         if algorithm == "tree":
             explainer = shap.TreeExplainer(final)
-            backend, params = "shap.TreeExplainer", {"algorithm": "tree", "feature_perturbation": "tree_path_dependent"}
+            backend, params = (
+                "shap.TreeExplainer",
+                {"algorithm": "tree", "feature_perturbation": "tree_path_dependent"},
+            )
         else:
             explainer = shap.LinearExplainer(final, shap.maskers.Independent(background, max_samples=1000))
             backend, params = "shap.LinearExplainer", {"algorithm": "linear", "masker": "independent"}
@@ -191,7 +205,7 @@ class ShapExplainer(Explainer):
             candidates = []
             if margin is not None and margin.ndim == 1:
                 candidates.append((sign * float(margin[i]), "log_odds"))
-            candidates.append((float(proba[i, k]) if sign > 0 else float(proba[i, k]), "probability"))
+            candidates.append((float(proba[i, k]), "probability"))
         total = float(np.sum(phi)) + b
         f, space = min(candidates, key=lambda c: abs(total - c[0]))
         return phi, b, f, space
@@ -242,7 +256,11 @@ class ShapExplainer(Explainer):
                 explanation = explainer(coded[i : i + 1], max_evals=max_evals, silent=True)
                 values = np.asarray(explanation.values, dtype=float)
                 base = np.asarray(explanation.base_values, dtype=float)[0]
-                params = {"algorithm": "permutation", "max_evals": max_evals, "background_size": len(background)}
+                params = {
+                    "algorithm": "permutation",
+                    "max_evals": max_evals,
+                    "background_size": len(background),
+                }
                 backend = "shap.PermutationExplainer"
             phi_all = values.reshape(coded.shape[1], -1) if values.ndim != 3 else values[0]
             if values.ndim == 3 and values.shape[0] != 1:  # kernel's (outputs, rows, features) layout
@@ -278,8 +296,10 @@ class ShapExplainer(Explainer):
         spec = self.predictor.spec
         values = {name: float(v) for name, v in zip(spec.feature_names, raw, strict=True)}
         error = abs(sum(values.values()) + base - output)
-        label = spec.class_labels[target.class_index] if target.class_index is not None else (
-            "value" if not spec.is_classifier else "predicted"
+        label = (
+            spec.class_labels[target.class_index]
+            if target.class_index is not None
+            else ("value" if not spec.is_classifier else "predicted")
         )
         return ExplanationResult(
             method=self.method,
@@ -299,5 +319,3 @@ def _dense(matrix: Any) -> np.ndarray:
     if hasattr(matrix, "toarray"):
         matrix = matrix.toarray()
     return np.asarray(matrix, dtype=float)
-
-

@@ -8,7 +8,7 @@ itself once the server is back.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,9 +62,7 @@ def translate(error: BaseException) -> StorageError:
         return LedgerAppendOnlyError("the ledger is append-only: rows cannot be changed or removed")
     if isinstance(error, exc.IntegrityError):
         return ConflictError("the write conflicts with a stored record")
-    if isinstance(error, (exc.OperationalError, exc.InterfaceError)) or isinstance(
-        error, (ConnectionError, TimeoutError)
-    ):
+    if isinstance(error, (exc.OperationalError, exc.InterfaceError, ConnectionError, TimeoutError)):
         if "database is locked" in text:
             return UnavailableError("the database is busy; retry shortly")
         return UnavailableError("the database is unreachable; retry shortly")
@@ -86,12 +84,13 @@ class Database:
     def from_url(cls, url: str, *, echo: bool = False) -> Database:
         if url.startswith("sqlite"):
             engine = create_engine(
-                url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None}
+                url,
+                echo=echo,
+                connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None},
             )
             _configure_sqlite(engine)
         else:
-            engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                                   pool_recycle=1800)
+            engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=1800)
         return cls(engine)
 
     @contextmanager
@@ -150,10 +149,8 @@ class Database:
 
 
 def _rollback_quietly(session: Session) -> None:
-    try:
+    with suppress(exc.SQLAlchemyError):
         session.rollback()
-    except exc.SQLAlchemyError:
-        pass
 
 
 def _configure_sqlite(engine: Engine) -> None:

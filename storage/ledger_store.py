@@ -87,9 +87,7 @@ class SqlLedgerStore:
 
     def put_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         if nodes:
-            self.session.execute(
-                insert(LedgerNodeRow), [{"level": lvl, "idx": i, "hash": h} for lvl, i, h in nodes]
-            )
+            self.session.execute(insert(LedgerNodeRow), [{"level": lvl, "idx": i, "hash": h} for lvl, i, h in nodes])
 
     def get_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         found: dict[tuple[int, int], bytes] = {}
@@ -149,8 +147,14 @@ class SqlLedgerStore:
         if self.session.get(SigningKeyRow, key.key_id) is None:
             self.session.execute(
                 insert(SigningKeyRow),
-                [{"key_id": key.key_id, "name": key.name, "public_key": key.public_key,
-                  "created_at": key.created_at}],
+                [
+                    {
+                        "key_id": key.key_id,
+                        "name": key.name,
+                        "public_key": key.public_key,
+                        "created_at": key.created_at,
+                    }
+                ],
             )
 
     def keys(self) -> list[StoredKey]:

@@ -168,9 +168,7 @@ class JobRepository:
         Claimable: queued, or running with a lapsed lease (its worker died). PostgreSQL skips rows other
         workers are claiming right now; SQLite writers are serialized by BEGIN IMMEDIATE.
         """
-        claimable = or_(
-            JobRow.state == "queued", and_(JobRow.state == "running", JobRow.lease_expires_at < now)
-        )
+        claimable = or_(JobRow.state == "queued", and_(JobRow.state == "running", JobRow.lease_expires_at < now))
         postgres = self.session.get_bind().dialect.name == "postgresql"
         query = select(JobRow.id, JobRow.model_version_id, JobRow.method).where(claimable)
         if job_ids is not None:
@@ -197,12 +195,19 @@ class JobRepository:
         self.session.execute(
             update(JobRow)
             .where(JobRow.id.in_(ids))
-            .values(state="running", lease_owner=owner, lease_expires_at=until, attempts=JobRow.attempts + 1,
-                    updated_at=now)
+            .values(
+                state="running",
+                lease_owner=owner,
+                lease_expires_at=until,
+                attempts=JobRow.attempts + 1,
+                updated_at=now,
+            )
             .execution_options(synchronize_session=False)
         )
         rows = self.session.execute(
-            select(JobRow).where(JobRow.id.in_(ids)).order_by(JobRow.created_at, JobRow.id)
+            select(JobRow)
+            .where(JobRow.id.in_(ids))
+            .order_by(JobRow.created_at, JobRow.id)
             .execution_options(populate_existing=True)
         ).scalars()
         return [_job(r) for r in rows]
@@ -219,7 +224,12 @@ class JobRepository:
     def complete(self, *, job_id: str, owner: str, explanation_id: str, now: datetime) -> bool:
         """Mark done only if ``owner`` still holds the job; False means another worker took it over."""
         return self._fenced_update(
-            job_id, owner, state="succeeded", explanation_id=explanation_id, updated_at=now, lease_expires_at=None
+            job_id,
+            owner,
+            state="succeeded",
+            explanation_id=explanation_id,
+            updated_at=now,
+            lease_expires_at=None,
         )
 
     def fail(self, *, job_id: str, owner: str, error: str, now: datetime, retry: bool) -> bool:

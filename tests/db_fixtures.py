@@ -6,6 +6,7 @@ afterwards. Under CI an unreachable PostgreSQL fails the tests; it is never skip
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -77,10 +78,8 @@ class PostgresTemplates:
 def _pg_templates() -> Iterator[PostgresTemplates]:
     templates = PostgresTemplates()
     yield templates
-    try:
+    with contextlib.suppress(psycopg.Error):
         templates.close()
-    except psycopg.Error:
-        pass
 
 
 @pytest.fixture(scope="session")
@@ -93,8 +92,9 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path, _sqlite_template: Path,
-           _pg_templates: PostgresTemplates) -> Iterator[str]:
+def db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, _sqlite_template: Path, _pg_templates: PostgresTemplates
+) -> Iterator[str]:
     """A fresh migrated database URL, once per back-end."""
     if request.param == "sqlite":
         target = tmp_path / "rationale.db"
@@ -106,10 +106,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, _sqlite_template: Pat
     except psycopg.OperationalError as exc:
         postgres_unreachable(exc)
     yield url
-    try:
+    with contextlib.suppress(psycopg.Error):
         _pg_templates.drop(url)
-    except psycopg.Error:
-        pass
 
 
 @pytest.fixture

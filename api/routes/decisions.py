@@ -18,8 +18,8 @@ from api.schemas import (
     DecisionCreate,
     DecisionPage,
     DecisionPublic,
-    DecisionsRecorded,
     DecisionRecorded,
+    DecisionsRecorded,
     ExplanationRequest,
     JobsCreated,
     LedgerRef,
@@ -178,7 +178,9 @@ def add_outcome(services: ServicesDep, decision_id: str, body: OutcomeCreate, re
     if not result.created:
         response.status_code = status.HTTP_200_OK
     return OutcomeRecorded(
-        decision_id=decision_id, outcome=result.outcome, ledger=LedgerRef(index=result.index, leaf_hash=result.leaf_hash)
+        decision_id=decision_id,
+        outcome=result.outcome,
+        ledger=LedgerRef(index=result.index, leaf_hash=result.leaf_hash),
     )
 
 

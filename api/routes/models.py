@@ -47,8 +47,9 @@ def register(
             rows = parse_background_file(raw, background.filename)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidRequestError(f"background file cannot be read: {exc}", field="background") from exc
-        from_csv = not (background.filename or "").lower().endswith((".json", ".jsonl")) and not raw.lstrip(
-        ).startswith((b"[", b"{"))
+        from_csv = not (background.filename or "").lower().endswith(
+            (".json", ".jsonl")
+        ) and not raw.lstrip().startswith((b"[", b"{"))
     registration = register_model(
         services,
         manifest=parsed,

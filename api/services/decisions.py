@@ -76,7 +76,11 @@ def _body_sha(item: DecisionCreate) -> str:
 
 
 def _new_jobs(
-    loaded: LoadedModel, decision_id: str, methods: Sequence[str], *, target: str | None = None,
+    loaded: LoadedModel,
+    decision_id: str,
+    methods: Sequence[str],
+    *,
+    target: str | None = None,
     params_override: dict[str, dict[str, Any]] | None = None,
 ) -> list[NewJob]:
     jobs = []
@@ -106,12 +110,13 @@ def record_decisions(services: Services, items: Sequence[DecisionCreate], *, pat
         prefix = f"{where}." if where else ""
         check_json_value(item.context, f"{prefix}context")
         if item.model not in loaded_by_ref:
-            record = resolve_model(services, item.model, field=f"{prefix}model")
-            loaded_by_ref[item.model] = services.models.get(record)
+            model_record = resolve_model(services, item.model, field=f"{prefix}model")
+            loaded_by_ref[item.model] = services.models.get(model_record)
         loaded = loaded_by_ref[item.model]
         clean = loaded.spec.validate_inputs(item.inputs, f"{prefix}inputs")
-        methods = check_methods(item.explain if item.explain is not None else loaded.default_methods(),
-                                field=f"{prefix}explain")
+        methods = check_methods(
+            item.explain if item.explain is not None else loaded.default_methods(), field=f"{prefix}explain"
+        )
         sha = _body_sha(item)
         if seen.get(item.decision_id, sha) != sha:
             raise ConflictError(f"{prefix}decision_id: {item.decision_id!r} appears twice with different bodies")
@@ -137,9 +142,7 @@ def record_decisions(services: Services, items: Sequence[DecisionCreate], *, pat
             old = existing.get(item.decision_id)
             if old is not None:
                 if old.body_sha256 != sha:
-                    raise ConflictError(
-                        f"decision {item.decision_id!r} is already recorded with a different body"
-                    )
+                    raise ConflictError(f"decision {item.decision_id!r} is already recorded with a different body")
                 continue
             if any(item.decision_id == prepared[j][0].decision_id for j, _ in fresh):
                 continue  # the same decision twice in one batch is recorded once
@@ -167,7 +170,7 @@ def record_decisions(services: Services, items: Sequence[DecisionCreate], *, pat
         created: dict[str, tuple[DecisionRecord, str]] = {}
         for (i, payload), entry in zip(fresh, entries, strict=True):
             item, loaded, clean, sha, methods = prepared[i]
-            record = uow.decisions.add(
+            decision = uow.decisions.add(
                 decision_id=item.decision_id,
                 model_version_id=loaded.record.id,
                 model_ref=loaded.record.ref,
@@ -182,7 +185,7 @@ def record_decisions(services: Services, items: Sequence[DecisionCreate], *, pat
                 body_sha256=sha,
                 ledger_index=entry.index,
             )
-            created[item.decision_id] = (record, entry.leaf_hash.hex())
+            created[item.decision_id] = (decision, entry.leaf_hash.hex())
             new_jobs.extend(_new_jobs(loaded, item.decision_id, methods))
         jobs = uow.jobs.add(new_jobs) if new_jobs else []
         jobs_by_decision: dict[str, list[JobRecord]] = {}
@@ -190,8 +193,8 @@ def record_decisions(services: Services, items: Sequence[DecisionCreate], *, pat
             jobs_by_decision.setdefault(job.decision_id, []).append(job)
         for decision_id in seen:
             if decision_id in created:
-                record, leaf = created[decision_id]
-                results.append(RecordedDecision(record, True, leaf, jobs_by_decision.get(decision_id, [])))
+                fresh_record, leaf = created[decision_id]
+                results.append(RecordedDecision(fresh_record, True, leaf, jobs_by_decision.get(decision_id, [])))
             else:
                 old = existing[decision_id]
                 leaf = uow.ledger.read(old.ledger_index).leaf_hash.hex()

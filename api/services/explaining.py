@@ -102,14 +102,14 @@ class JobRunner:
         if model is None:
             return [JobOutcome(j.id, False, error="model version not found") for j in jobs]
         loaded = self.services.models.get(model)
-        context = {"model": model.ref, "background_sha256": loaded.background.sha256}
+        ref, background_sha = model.ref, loaded.background.sha256
         groups: dict[str, list[JobRecord]] = {}
         for job in jobs:  # one explainer per parameter set; usually a single group
             groups.setdefault(job.params_hash if job.params else "", []).append(job)
         outcomes: list[JobOutcome] = []
         for group in groups.values():
             outcomes.extend(self._explain_group(loaded, group, decisions))
-        return [replace(o, **context) for o in outcomes]
+        return [replace(o, model=ref, background_sha256=background_sha) for o in outcomes]
 
     def _explain_group(
         self, loaded: LoadedModel, jobs: list[JobRecord], decisions: dict[str, DecisionRecord]
@@ -165,8 +165,9 @@ class JobRunner:
                         fenced += 1
                         continue
                 else:
-                    if not uow.jobs.fail(job_id=job.id, owner=self.owner, error=outcome.error or "", now=now,
-                                         retry=False):
+                    if not uow.jobs.fail(
+                        job_id=job.id, owner=self.owner, error=outcome.error or "", now=now, retry=False
+                    ):
                         fenced += 1
                         continue
                 drafts.append(EntryDraft(*self._entry(job, outcome, explanation_id)))

@@ -59,7 +59,11 @@ def record_outcome(services: Services, *, decision_id: str, body: OutcomeCreate)
                 leaf = uow.ledger.read(existing["ledger_index"]).leaf_hash.hex()
                 return OutcomeResult(existing["body"], existing["ledger_index"], leaf, False)
             raise ConflictError(f"decision {decision_id!r} already has a different outcome")
-        payload = {"decision_id": decision_id, "outcome": outcome, "decision_ledger_index": decision.ledger_index}
+        payload = {
+            "decision_id": decision_id,
+            "outcome": outcome,
+            "decision_ledger_index": decision.ledger_index,
+        }
         canonical_bytes(payload)
         [entry] = services.ledger.append(uow.ledger, [EntryDraft("outcome.recorded", payload)])
         uow.outcomes.add(decision_id=decision_id, body=outcome, ledger_index=entry.index, recorded_at=services.clock())

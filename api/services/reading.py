@@ -37,11 +37,15 @@ def read_decision(services: Services, decision_id: str) -> DecisionView:
 
 
 def build_reasons(
-    services: Services, manifest: dict[str, Any], record: DecisionRecord, explanations: list[ExplanationRecord]
+    services: Services,
+    manifest: dict[str, Any],
+    record: DecisionRecord,
+    explanations: list[ExplanationRecord],
 ) -> dict[str, Any] | None:
     """Plain-language reasons from the newest successful explanation of each kind, when the back-end exists."""
     try:
         from explain.reasons import reasons_for
+
         from explain.results import ExplanationResult
         from explain.schema import ModelSpec
     except ImportError:  # pragma: no cover - reasons arrive with the explanations issue

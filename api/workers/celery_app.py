@@ -108,6 +108,11 @@ class CeleryDispatcher:
 def run_celery_worker(settings: Settings, *, concurrency: int | None) -> int:
     """`rationale worker` in celery mode: a prefork worker consuming wake-ups from the broker."""
     app = make_celery(settings)
-    argv = ["worker", "--loglevel=INFO", f"--concurrency={concurrency or settings.workers or 1}", "--pool=prefork"]
+    argv = [
+        "worker",
+        "--loglevel=INFO",
+        f"--concurrency={concurrency or settings.workers or 1}",
+        "--pool=prefork",
+    ]
     app.worker_main(argv)
     return 0

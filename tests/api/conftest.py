@@ -53,7 +53,7 @@ def services(settings: Settings) -> Iterator[Services]:
 
 @pytest.fixture
 def client(services: Services) -> Iterator[TestClient]:
-    app = create_app(services=services, start_workers=False)
+    app = create_app(services=services, start_workers=False, publish_checkpoints=False)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 

@@ -96,8 +96,9 @@ BAD_INPUTS = [
 def test_bad_inputs_are_refused_naming_the_field(client, registered, mutate, field):
     row = mutate(applicant_rows(1)[0])
     size = ledger_size(client)
-    resp = client.post("/v1/decisions", json={"decisions": [_decision(1, applicant_rows(1, seed=3)[0]),
-                                                           _decision(2, row)]})
+    resp = client.post(
+        "/v1/decisions", json={"decisions": [_decision(1, applicant_rows(1, seed=3)[0]), _decision(2, row)]}
+    )
     assert resp.status_code == 422, resp.text
     assert resp.json()["error"]["details"]["field"] == f"decisions[1].{field}"
     assert "Traceback" not in resp.text

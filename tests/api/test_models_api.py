@@ -69,7 +69,9 @@ def test_bad_manifests_name_the_field(client, credit_artifact):
         assert resp.status_code == 422, (change, resp.text)
         assert resp.json()["error"]["details"]["field"] == field, resp.json()
     garbage = client.post(
-        "/v1/models", data={"manifest": json.dumps(credit_manifest())}, files={"artifact": ("m", b"not a model")}
+        "/v1/models",
+        data={"manifest": json.dumps(credit_manifest())},
+        files={"artifact": ("m", b"not a model")},
     )
     assert garbage.status_code == 422
     assert ledger_size(client) == 0

@@ -37,7 +37,9 @@ def test_jobs_of_a_killed_worker_are_rerun_after_restart(client, services, regis
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "worker", "--threads", "1"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 120

@@ -98,7 +98,7 @@ def test_rotation_keeps_old_checkpoints_verifiable(logged, keyring):
     assert new.key_id != old.key_id
     cp = publish_checkpoint(store, ledger=ledger, keyring=keyring, origin=ORIGIN, clock=clock)
     assert cp.key_id == new.key_id
-    assert {k.key_id for k in store.keys()} == {old.key_id, new.key_id}
+    assert {k.key_id for k in store} == {old.key_id, new.key_id}
     assert verify_ledger(store, keys=store.keys()).ok
 
 
@@ -123,7 +123,8 @@ def test_an_untouched_ledger_verifies(logged):
 def _rebuilt(entry: StoredEntry, payload: dict) -> StoredEntry:
     """An entry rewritten consistently (bytes and leaf hash), as a careful forger would."""
     return StoredEntry.build(
-        index=entry.index, draft=EntryDraft(entry.type, payload),
+        index=entry.index,
+        draft=EntryDraft(entry.type, payload),
         recorded_at=datetime(2026, 3, 3, 12, 0, tzinfo=UTC),
     )
 

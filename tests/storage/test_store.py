@@ -60,9 +60,8 @@ def test_schema_is_current_and_an_empty_database_says_what_to_run(database, tmp_
 )
 def test_ledger_tables_refuse_update_and_delete(database, statement):
     seed_ledger(database)
-    with pytest.raises(LedgerAppendOnlyError):
-        with database.unit_of_work() as uow:
-            uow.session.execute(text(statement))
+    with pytest.raises(LedgerAppendOnlyError), database.unit_of_work() as uow:
+        uow.session.execute(text(statement))
     with database.unit_of_work(write=False) as uow:
         assert uow.ledger.size() == 4
         assert uow.ledger.read(0).type == "t"
@@ -73,9 +72,8 @@ def test_ledger_tables_refuse_update_and_delete(database, statement):
 def test_truncate_is_refused_on_postgresql(database, table):
     assert database.dialect == "postgresql"
     seed_ledger(database)
-    with pytest.raises(LedgerAppendOnlyError):
-        with database.unit_of_work() as uow:
-            uow.session.execute(text(f"TRUNCATE {table}"))
+    with pytest.raises(LedgerAppendOnlyError), database.unit_of_work() as uow:
+        uow.session.execute(text(f"TRUNCATE {table}"))
     with database.unit_of_work(write=False) as uow:
         assert uow.ledger.size() == 4
 
@@ -109,8 +107,14 @@ def test_concurrent_appends_are_gapless_and_ordered(database):
 
 
 def _job(decision: str, method: str = "shap", model: int = 1) -> NewJob:
-    return NewJob(id=uuid.uuid4().hex, decision_id=decision, model_version_id=model, method=method, params={},
-                  params_hash=f"h-{method}")
+    return NewJob(
+        id=uuid.uuid4().hex,
+        decision_id=decision,
+        model_version_id=model,
+        method=method,
+        params={},
+        params_hash=f"h-{method}",
+    )
 
 
 def test_job_claims_lease_fence_and_reclaim(database):
@@ -153,9 +157,18 @@ def test_failed_jobs_retry_until_attempts_run_out(database):
 
 def _decision(uow, i: int, *, subject: str, day: int) -> None:
     uow.decisions.add(
-        decision_id=f"d{i}", model_version_id=1 + i % 2, model_ref="m@1", inputs={"x": i}, output={"label": "a"},
-        client_output=None, output_mismatch=False, subject_ref=subject,
-        occurred_at=datetime(2026, 3, day, tzinfo=UTC), recorded_at=NOW, context={}, body_sha256="s",
+        decision_id=f"d{i}",
+        model_version_id=1 + i % 2,
+        model_ref="m@1",
+        inputs={"x": i},
+        output={"label": "a"},
+        client_output=None,
+        output_mismatch=False,
+        subject_ref=subject,
+        occurred_at=datetime(2026, 3, day, tzinfo=UTC),
+        recorded_at=NOW,
+        context={},
+        body_sha256="s",
         ledger_index=i,
     )
 
@@ -171,8 +184,9 @@ def test_decision_search_and_keyset_cursor(database):
         assert [d.decision_id for d in page2] == [f"d{i}" for i in range(5, 10)]
         by_model, _ = uow.decisions.search(model_version_ids=[2])
         assert [d.decision_id for d in by_model] == [f"d{i}" for i in range(1, 12, 2)]
-        window, last = uow.decisions.search(since=datetime(2026, 3, 3, tzinfo=UTC),
-                                            until=datetime(2026, 3, 6, tzinfo=UTC))
+        window, last = uow.decisions.search(
+            since=datetime(2026, 3, 3, tzinfo=UTC), until=datetime(2026, 3, 6, tzinfo=UTC)
+        )
         assert [d.decision_id for d in window] == ["d2", "d3", "d4"] and last is None
         assert uow.decisions.get("d3").occurred_at == datetime(2026, 3, 4, tzinfo=UTC)
 
@@ -180,19 +194,17 @@ def test_decision_search_and_keyset_cursor(database):
 def test_duplicate_decision_is_a_conflict_and_nothing_is_written(database):
     with database.unit_of_work() as uow:
         _decision(uow, 1, subject="s", day=1)
-    with pytest.raises(ConflictError):
-        with database.unit_of_work() as uow:
-            _decision(uow, 2, subject="s", day=1)
-            _decision(uow, 1, subject="s", day=1)
+    with pytest.raises(ConflictError), database.unit_of_work() as uow:
+        _decision(uow, 2, subject="s", day=1)
+        _decision(uow, 1, subject="s", day=1)
     with database.unit_of_work(write=False) as uow:
         assert uow.decisions.count() == 1
 
 
 def test_unreachable_database_is_unavailable(tmp_path):
     db = Database.from_url("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
-    with pytest.raises(UnavailableError):
-        with db.unit_of_work(write=False) as uow:
-            uow.ledger.size()
+    with pytest.raises(UnavailableError), db.unit_of_work(write=False) as uow:
+        uow.ledger.size()
     db.dispose()
 
 
