@@ -62,10 +62,8 @@ class Relay:
 
     def cut(self) -> None:
         assert self.server is not None
-        try:
-            self.server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() so the port really closes
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):  # wakes the blocked accept() so the port really closes
+            self.server.shutdown(socket.SHUT_RDWR)
         self.server.close()
         with self.lock:
             for s in self.sockets:
