@@ -11,6 +11,9 @@ from explain.errors import UnknownMethodError
 
 EXPLAINERS: dict[str, str] = {
     "shap": "explain.shap_backend:ShapExplainer",
+    "lime": "explain.lime_backend:LimeExplainer",
+    "anchors": "explain.anchors_backend:AnchorExplainer",
+    "counterfactuals": "explain.counterfactual_backend:CounterfactualExplainer",
 }
 
 

@@ -1,0 +1,222 @@
+"""Counterfactuals: the smallest changes to the inputs that flip the model's decision.
+
+The default back-end is DiCE (model-agnostic, MIT). DiCE has been known to ignore ``features_to_vary`` and
+permitted ranges, so every candidate is validated here — immutables unchanged, values inside the schema's
+ranges and categories, and the model's prediction really equal to the desired class — and only valid ones
+are kept; the rejected are counted by reason. alibi's CounterfactualProto is used when asked for and the
+``tensorflow`` extra is installed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from explain.base import CallMeter, Explainer, Target
+from explain.errors import UnsupportedModelError
+from explain.results import Counterfactual, Counterfactuals, ExplanationResult, FeatureChange
+from explain.schema import ModelSpec
+from explain.versions import library_versions
+
+OUTCOME = "__outcome__"
+
+
+class _DiceModel:
+    """What DiCE's sklearn back-end calls: predict_proba on raw DataFrames, column 1 = desired class."""
+
+    def __init__(self, explainer: CounterfactualExplainer, meter: CallMeter, desired: int, current: int) -> None:
+        self.explainer, self.meter, self.desired, self.current = explainer, meter, desired, current
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        self.meter.charge(len(frame))
+        scores = self.explainer.predictor.predict_scores(_typed(self.explainer.predictor.spec, frame))
+        desired = scores[:, self.desired]
+        return np.column_stack([1.0 - desired, desired])
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(frame)[:, 1] > 0.5).astype(int)
+
+
+def _typed(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame[spec.feature_names].copy()
+    for f in spec.features:
+        if f.type == "integer":
+            out[f.name] = np.rint(out[f.name].astype(float)).astype(np.int64)
+        elif f.type == "number":
+            out[f.name] = out[f.name].astype(float)
+        elif f.type == "boolean":
+            out[f.name] = out[f.name].astype(bool)
+        else:
+            out[f.name] = out[f.name].astype(str).astype(object)
+    return out
+
+
+def check_candidate(spec: ModelSpec, original: dict[str, Any], candidate: dict[str, Any]) -> str | None:
+    """Why a counterfactual is invalid (None when it is valid), before the class check."""
+    for f in spec.features:
+        value = candidate[f.name]
+        if f.immutable and value != original[f.name]:
+            return f"immutable feature {f.name} changed"
+        if f.type == "category" and value not in (f.categories or ()):
+            return f"{f.name} outside its categories"
+        too_low = f.minimum is not None and value < f.minimum
+        too_high = f.maximum is not None and value > f.maximum
+        if f.type in ("number", "integer") and (too_low or too_high):
+            return f"{f.name} outside its range"
+    return None
+
+
+class CounterfactualExplainer(Explainer):
+    method = "counterfactuals"
+
+    def _explain(
+        self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: CallMeter
+    ) -> list[ExplanationResult]:
+        spec = self.predictor.spec
+        if not spec.is_classifier:
+            raise UnsupportedModelError("counterfactuals are computed for classifiers; this model is a regression")
+        backend = str(self.params.get("backend", "dice"))
+        if backend == "alibi-proto":
+            try:
+                import tensorflow  # noqa: F401
+            except ImportError as exc:
+                raise UnsupportedModelError(
+                    "the alibi-proto counterfactual back-end needs TensorFlow: pip install 'rationale[tensorflow]'"
+                ) from exc
+            raise UnsupportedModelError("alibi-proto counterfactuals are not wired in yet; use backend=dice")
+        if backend != "dice":
+            raise UnsupportedModelError(f"unknown counterfactual back-end {backend!r}; use dice or alibi-proto")
+        scores = self.predictor.predict_scores(rows)
+        return [self._one(rows.iloc[[i]], scores[i], seeds[i], meter) for i in range(len(rows))]
+
+    def _desired(self, scores: np.ndarray) -> int:
+        spec = self.predictor.spec
+        current = int(np.argmax(scores))
+        wanted = self.params.get("desired_class")
+        if wanted is not None:
+            if wanted not in spec.class_labels:
+                raise UnsupportedModelError(f"desired_class must be one of {list(spec.class_labels)}")
+            return spec.class_labels.index(wanted)
+        order = [int(k) for k in np.argsort(-scores) if int(k) != current]
+        return order[0]
+
+    def _one(self, row: pd.DataFrame, scores: np.ndarray, seed: int, meter: CallMeter) -> ExplanationResult:
+        import dice_ml
+
+        logging.getLogger("dice_ml").setLevel(logging.ERROR)
+        started = time.perf_counter()
+        spec = self.predictor.spec
+        current, desired = int(np.argmax(scores)), self._desired(scores)
+        total = int(self.params.get("total_cfs", 3))
+        method = str(self.params.get("method", "random"))
+        background = _typed(spec, self.background.frame)
+        labels = np.argmax(self.predictor.predict_scores(background), axis=1)
+        data_frame = background.copy()
+        data_frame[OUTCOME] = (labels == desired).astype(int)
+        continuous = [f.name for f in spec.features if f.type in ("number", "integer")]
+        data = dice_ml.Data(dataframe=data_frame, continuous_features=continuous, outcome_name=OUTCOME)
+        model = dice_ml.Model(model=_DiceModel(self, meter, desired, current), backend="sklearn")
+        dice = dice_ml.Dice(data, model, method=method)
+        mutable = [f.name for f in spec.features if not f.immutable]
+        permitted: dict[str, list[Any]] = {}
+        for f in spec.features:
+            if f.immutable:
+                continue
+            if f.type in ("number", "integer") and (f.minimum is not None or f.maximum is not None):
+                low = f.minimum if f.minimum is not None else float(background[f.name].min())
+                high = f.maximum if f.maximum is not None else float(background[f.name].max())
+                permitted[f.name] = [low, high]
+            elif f.type == "category":
+                permitted[f.name] = list(f.categories or ())
+        query = _typed(spec, row)
+        try:
+            generated = dice.generate_counterfactuals(
+                query,
+                total_CFs=total,
+                desired_class=1,
+                features_to_vary=mutable,
+                permitted_range=permitted,
+                random_seed=seed,
+                verbose=False,
+            )
+            candidates = generated.cf_examples_list[0].final_cfs_df
+        except Exception as exc:  # DiCE raises when it finds nothing valid
+            if "No counterfactuals found" not in str(exc):
+                raise
+            candidates = None
+        original = {str(k): _plain(v) for k, v in query.iloc[0].items()}
+        kept: list[Counterfactual] = []
+        reasons: Counter[str] = Counter()
+        if candidates is not None and len(candidates):
+            typed = _typed(spec, candidates)
+            predicted = np.argmax(self.predictor.predict_scores(typed), axis=1)
+            for k, (_, cand) in enumerate(typed.iterrows()):
+                candidate = {name: _plain(cand[name]) for name in spec.feature_names}
+                problem = check_candidate(spec, original, candidate)
+                if problem is None and int(predicted[k]) != desired:
+                    problem = "model output does not flip"
+                if problem is None and candidate == original:
+                    problem = "no change"
+                if problem:
+                    reasons[problem] += 1
+                    continue
+                kept.append(self._counterfactual(spec, original, candidate, spec.class_labels[desired]))
+        kept.sort(key=lambda c: (c.distance, c.sparsity))
+        unique: list[Counterfactual] = []
+        for c in kept:
+            if all(c.changes != u.changes for u in unique):
+                unique.append(c)
+        body = Counterfactuals(
+            desired=spec.class_labels[desired],
+            items=tuple(unique),
+            rejected=sum(reasons.values()),
+            rejection_reasons=dict(reasons),
+        )
+        return ExplanationResult(
+            method=self.method,
+            backend=f"dice_ml.{method}",
+            target=spec.class_labels[desired],
+            body=body,
+            parameters={
+                "method": method,
+                "total_cfs": total,
+                "features_to_vary": mutable,
+                "background_sha256": self.background.sha256,
+            },
+            seed=seed,
+            library_versions=library_versions("dice-ml"),
+            quality={"found": float(len(unique)), "rejected": float(body.rejected)},
+            compute_ms=(time.perf_counter() - started) * 1000,
+            model_calls=meter.rows,
+        )
+
+    def _counterfactual(
+        self, spec: ModelSpec, original: dict[str, Any], candidate: dict[str, Any], predicted: str
+    ) -> Counterfactual:
+        changes = []
+        distance = 0.0
+        for f in spec.features:
+            before, after = original[f.name], candidate[f.name]
+            if before == after:
+                continue
+            changes.append(FeatureChange(f.name, before, after))
+            if f.type in ("number", "integer"):
+                column = self.background.frame[f.name].astype(float)
+                scale = float(column.max() - column.min()) or 1.0
+                distance += abs(float(after) - float(before)) / scale
+            else:
+                distance += 1.0
+        return Counterfactual(
+            changes=tuple(changes), predicted=predicted, distance=distance, sparsity=len(changes), valid=True
+        )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
