@@ -142,11 +142,13 @@ class ShapExplainer(Explainer):
             mapping: list[int] | None = list(range(len(names)))
         else:
             matrix = _dense(prep.transform(rows)) if prep is not None else rows.to_numpy(dtype=float)
-            background = (
-                _dense(prep.transform(self.background.frame))
-                if prep is not None
-                else self.background.frame.to_numpy(dtype=float)
-            )
+            background = matrix[:0]
+            if algorithm == "linear":  # only the linear masker needs the transformed background
+                background = (
+                    _dense(prep.transform(self.background.frame))
+                    if prep is not None
+                    else self.background.frame.to_numpy(dtype=float)
+                )
             mapping = column_map(prep, names, matrix.shape[1])
         if mapping is None:
             return None
