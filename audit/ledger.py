@@ -7,7 +7,7 @@ from datetime import datetime
 
 from audit.entry import EntryDraft, StoredEntry
 from audit.errors import LedgerGapError, ProofError
-from audit.merkle import consistency_path, inclusion_path
+from audit.merkle import SubtreeHash, consistency_path, inclusion_path
 from audit.port import LedgerStore
 from audit.tree import SubtreeReader, nodes_completed
 
@@ -37,14 +37,28 @@ class Ledger:
 
     def inclusion_proof(self, store: LedgerStore, *, index: int, tree_size: int) -> list[bytes]:
         self._check_size(store, tree_size)
-        return inclusion_path(index, tree_size, SubtreeReader(store))
+        return inclusion_path(index, tree_size, _prefetched(store, lambda f: inclusion_path(index, tree_size, f)))
 
     def consistency_proof(self, store: LedgerStore, *, first: int, second: int) -> list[bytes]:
         self._check_size(store, second)
-        return consistency_path(first, second, SubtreeReader(store))
+        return consistency_path(first, second, _prefetched(store, lambda f: consistency_path(first, second, f)))
 
     @staticmethod
     def _check_size(store: LedgerStore, tree_size: int) -> None:
         size = store.size()
         if tree_size < 0 or tree_size > size:
             raise ProofError(f"tree size {tree_size} is outside the ledger (size {size})")
+
+
+def _prefetched(store: LedgerStore, proof: Callable[[SubtreeHash], list[bytes]]) -> SubtreeReader:
+    """A reader holding every node a proof needs, read in one batch: a dry run records the ranges."""
+    ranges: list[tuple[int, int]] = []
+
+    def record(start: int, end: int) -> bytes:
+        ranges.append((start, end))
+        return b"\x00" * 32
+
+    proof(record)
+    reader = SubtreeReader(store)
+    reader.prefetch(ranges)
+    return reader

@@ -48,6 +48,9 @@ class MemoryLedgerStore:
     def get_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         return {k: self.nodes[k] for k in keys if k in self.nodes}
 
+    def node_range(self, level: int, start: int, end: int) -> dict[int, bytes]:
+        return {i: self.nodes[(level, i)] for i in range(start, end) if (level, i) in self.nodes}
+
     def iter_nodes(self) -> Iterator[tuple[int, int, bytes]]:
         for (level, idx), digest in sorted(self.nodes.items()):
             yield level, idx, digest

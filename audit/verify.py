@@ -85,7 +85,13 @@ def verify_ledger(
 
     def bad_node() -> Failure | None:
         """Compare the subtree hashes completed so far with the stored ones, then forget them."""
-        stored = store.get_nodes(list(completed))
+        stored: dict[tuple[int, int], bytes] = {}
+        by_level: dict[int, list[int]] = {}
+        for level, idx in completed:
+            by_level.setdefault(level, []).append(idx)
+        for level, indexes in by_level.items():
+            found = store.node_range(level, min(indexes), max(indexes) + 1)
+            stored.update({(level, i): h for i, h in found.items()})
         for key in sorted(completed, key=lambda k: ((k[1] + 1) << k[0], k[0])):
             if stored.get(key) != completed[key]:
                 level, idx = key

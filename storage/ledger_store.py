@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from sqlalchemy import func, insert, select, text, tuple_
+from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from audit.entry import StoredEntry
@@ -90,18 +90,31 @@ class SqlLedgerStore:
             self.session.execute(insert(LedgerNodeRow), [{"level": lvl, "idx": i, "hash": h} for lvl, i, h in nodes])
 
     def get_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        by_level: dict[int, list[int]] = {}
+        for level, idx in dict.fromkeys(keys):
+            by_level.setdefault(level, []).append(idx)
+        # One indexed (level, idx IN ...) clause per level, OR-ed: both databases use the primary key.
+        clauses = [
+            and_(LedgerNodeRow.level == level, LedgerNodeRow.idx.in_(indexes)) for level, indexes in by_level.items()
+        ]
         found: dict[tuple[int, int], bytes] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
+        for start in range(0, len(clauses), 40):
             rows = self.session.execute(
                 select(LedgerNodeRow.level, LedgerNodeRow.idx, LedgerNodeRow.hash).where(
-                    tuple_(LedgerNodeRow.level, LedgerNodeRow.idx).in_(chunk)
+                    or_(*clauses[start : start + 40])
                 )
             ).all()
             for level, idx, digest in rows:
                 found[(int(level), int(idx))] = bytes(digest)
         return found
+
+    def node_range(self, level: int, start: int, end: int) -> dict[int, bytes]:
+        rows = self.session.execute(
+            select(LedgerNodeRow.idx, LedgerNodeRow.hash).where(
+                LedgerNodeRow.level == level, LedgerNodeRow.idx >= start, LedgerNodeRow.idx < end
+            )
+        )
+        return {int(idx): bytes(digest) for idx, digest in rows}
 
     def iter_nodes(self) -> Iterator[tuple[int, int, bytes]]:
         """Every stored node, for verification."""

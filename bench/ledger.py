@@ -1,0 +1,158 @@
+"""Ledger speed on SQLite and PostgreSQL, next to a plain INSERT of the same rows, in one run:
+appends/s (group commit), full verification rate, inclusion- and consistency-proof time at large sizes.
+
+    .venv/bin/python bench/ledger.py [--appends N] [--sizes 1000000,10000000] [--postgres URL]
+
+PostgreSQL runs in a scratch database created and dropped here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+from sqlalchemy import text
+
+from audit.entry import EntryDraft, StoredEntry
+from audit.ledger import Ledger
+from audit.tree import nodes_completed
+from audit.verify import verify_ledger
+from storage.db import Database
+
+NOW = datetime(2026, 3, 3, tzinfo=UTC)
+
+
+def clock() -> datetime:
+    return NOW
+
+
+def payload(i: int) -> dict[str, object]:
+    return {
+        "decision_id": f"d-{i}",
+        "model": "credit@1",
+        "inputs": {"income": 40_000.0 + i, "purpose": "car", "age": 30 + i % 40},
+        "output": {"label": "approved", "scores": {"approved": 0.7, "declined": 0.3}},
+    }
+
+
+def bench_appends(db: Database, n: int, batch: int) -> tuple[float, float]:
+    ledger = Ledger(clock=clock)
+    drafts = [EntryDraft("decision.recorded", payload(i)) for i in range(n)]
+    started = time.perf_counter()
+    for start in range(0, n, batch):
+        with db.unit_of_work() as uow:
+            ledger.append(uow.ledger, drafts[start : start + batch])
+    ours = n / (time.perf_counter() - started)
+    # The floor: the same canonical rows by a plain INSERT into a table without triggers or tree nodes.
+    rows = [StoredEntry.build(index=i, draft=d, recorded_at=NOW) for i, d in enumerate(drafts)]
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE plain_rows (idx BIGINT PRIMARY KEY, body BYTEA)".replace(
+                    "BYTEA", "BLOB" if db.dialect == "sqlite" else "BYTEA"
+                )
+            )
+        )
+    started = time.perf_counter()
+    for start in range(0, n, batch):
+        with db.engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO plain_rows (idx, body) VALUES (:i, :b)"),
+                [{"i": r.index, "b": r.canonical} for r in rows[start : start + batch]],
+            )
+    floor = n / (time.perf_counter() - started)
+    return ours, floor
+
+
+def bulk_fill(db: Database, size: int) -> None:
+    """A large ledger quickly: synthetic entries and their tree nodes by bulk insert (not via append)."""
+    chunk = 100_000
+    with db.unit_of_work() as uow:
+        start = uow.ledger.size()
+    while start < size:
+        end = min(size, start + chunk)
+        entries = []
+        for i in range(start, end):
+            body = b'{"index":%d,"payload":{"n":%d},"recorded_at":"2026-03-03T00:00:00.000000Z","type":"bulk"}' % (i, i)
+            entries.append(
+                StoredEntry(i, "bulk", "2026-03-03T00:00:00.000000Z", body, hashlib.sha256(b"\x00" + body).digest())
+            )
+        with db.unit_of_work() as uow:
+            uow.ledger.append(entries)
+            uow.ledger.put_nodes(nodes_completed(start, [e.leaf_hash for e in entries], uow.ledger))
+        start = end
+
+
+def bench_proofs(db: Database, size: int, trials: int = 200) -> tuple[float, float]:
+    ledger = Ledger(clock=clock)
+    import random
+
+    rng = random.Random(0)
+    with db.unit_of_work(write=False) as uow:
+        started = time.perf_counter()
+        for _ in range(trials):
+            ledger.inclusion_proof(uow.ledger, index=rng.randrange(size), tree_size=size)
+        inclusion = (time.perf_counter() - started) / trials
+        started = time.perf_counter()
+        for _ in range(trials):
+            first = rng.randrange(1, size)
+            ledger.consistency_proof(uow.ledger, first=first, second=size)
+        consistency = (time.perf_counter() - started) / trials
+    return inclusion * 1000, consistency * 1000
+
+
+def bench_verify(db: Database) -> float:
+    with db.unit_of_work(write=False) as uow:
+        size = uow.ledger.size()
+        started = time.perf_counter()
+        report = verify_ledger(uow.ledger, keys=[])
+        assert report.ok, report.failure
+    return size / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--appends", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=1000, help="entries per transaction (group commit)")
+    parser.add_argument("--sizes", default="1000000", help="ledger sizes for proofs, comma-separated")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    tmp = tempfile.mkdtemp()
+    scratch = f"rationale_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.postgres, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{scratch}"')
+    pg_url = args.postgres.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{scratch}"
+    backends = {"SQLite": f"sqlite:///{tmp}/bench.db", "PostgreSQL": pg_url}
+    try:
+        print(f"appends: {args.appends} entries in transactions of {args.batch}")
+        print(f"{'backend':<12}{'ledger appends/s':>18}{'plain INSERT/s':>16}{'verify entries/s':>18}")
+        for name, url in backends.items():
+            db = Database.from_url(url)
+            db.upgrade()
+            ours, floor = bench_appends(db, args.appends, args.batch)
+            print(f"{name:<12}{ours:>18,.0f}{floor:>16,.0f}{bench_verify(db):>18,.0f}")
+            db.dispose()
+        print("\nproofs (ms, mean of 200 random requests)")
+        print(f"{'backend':<12}{'size':>12}{'inclusion':>12}{'consistency':>13}{'verify entries/s':>18}")
+        for name, url in backends.items():
+            db = Database.from_url(url)
+            for size in sizes:
+                bulk_fill(db, size)
+                inclusion, consistency = bench_proofs(db, size)
+                rate = bench_verify(db) if size <= 1_000_000 else float("nan")
+                print(f"{name:<12}{size:>12,}{inclusion:>12.3f}{consistency:>13.3f}{rate:>18,.0f}")
+            db.dispose()
+    finally:
+        with psycopg.connect(args.postgres, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
