@@ -60,8 +60,22 @@ def _runner() -> Any:
     with _state_lock:
         if _state.get("pid") != os.getpid():
             services = build_services(Settings())
-            _state.update(pid=os.getpid(), runner=JobRunner(services, owner=new_owner("celery")))
+            runner = JobRunner(services, owner=new_owner("celery"))
+            _state.update(pid=os.getpid(), runner=runner)
+            threading.Thread(target=_heartbeat, args=(runner,), daemon=True, name="lease-heartbeat").start()
         return _state["runner"]
+
+
+def _heartbeat(runner: Any) -> None:
+    """Renew the leases of the batch in flight, so a long batch is not taken over while it runs."""
+    interval = max(0.05, runner.services.settings.lease_seconds / 3)
+    while True:
+        threading.Event().wait(interval)
+        if runner.in_flight:
+            try:
+                runner.renew(runner.in_flight)
+            except Exception:
+                log.warning("could not renew leases", exc_info=True)
 
 
 @worker_process_init.connect
