@@ -140,6 +140,59 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    """Backfill: queue methods for recorded decisions, then run them here with a progress bar."""
+    from datetime import UTC, datetime
+
+    from tqdm import tqdm
+
+    from api.services.backfill import queue_backfill
+    from api.workers.local_pool import LocalWorkerPool
+
+    def moment(text: str | None) -> datetime | None:
+        if text is None:
+            return None
+        value = datetime.fromisoformat(text)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    services = _services(settings)
+    try:
+        with tqdm(desc="queueing", unit="decision", disable=args.quiet) as bar:
+            jobs = queue_backfill(
+                services,
+                model=args.model,
+                since=moment(args.since),
+                until=moment(args.until),
+                methods=args.methods.split(","),
+                progress=bar.update,
+            )
+        pending = [j.id for j in jobs if j.state in ("queued", "running")]
+        print(f"{len(jobs)} jobs for {args.model}; {len(pending)} to run")
+        if not pending or settings.executor == "celery" or args.no_run:
+            if settings.executor == "celery" and pending:
+                services.jobs_queued()
+            return 0
+        pool = LocalWorkerPool(services, threads=max(1, settings.workers), name="backfill")
+        pool.start()
+        with tqdm(total=len(pending), desc="explaining", unit="job", disable=args.quiet) as bar:
+            import time
+
+            while True:
+                with services.db.unit_of_work(write=False) as uow:
+                    left = sum(
+                        1 for job_id in pending if (j := uow.jobs.get(job_id)) and j.state in ("queued", "running")
+                    )
+                bar.n = len(pending) - left
+                bar.refresh()
+                if left == 0:
+                    break
+                time.sleep(0.25)
+        pool.stop()
+    finally:
+        services.close()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from api.demo import run_demo
 
@@ -182,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", metavar="FILE", help="verify an export bundle instead of the database")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser("explain", help="backfill explanations for decisions already recorded")
+    p.add_argument("--model", required=True, help="name or name@version")
+    p.add_argument("--since", help="ISO date/time (UTC if no offset); decisions that occurred at or after")
+    p.add_argument("--until", help="ISO date/time; decisions that occurred before")
+    p.add_argument("--methods", default="shap", help="comma-separated: shap,lime,anchors,counterfactuals")
+    p.add_argument("--no-run", action="store_true", help="only queue; let the workers run them")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=cmd_explain)
 
     p = sub.add_parser("checkpoint", help="publish a signed checkpoint of the ledger now")
     p.set_defaults(handler=cmd_checkpoint)
