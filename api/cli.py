@@ -158,13 +158,17 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     services = _services(settings)
     try:
         with tqdm(desc="queueing", unit="decision", disable=args.quiet) as bar:
+
+            def advance(n: int) -> None:
+                bar.update(n)
+
             jobs = queue_backfill(
                 services,
                 model=args.model,
                 since=moment(args.since),
                 until=moment(args.until),
                 methods=args.methods.split(","),
-                progress=bar.update,
+                progress=advance,
             )
         pending = [j.id for j in jobs if j.state in ("queued", "running")]
         print(f"{len(jobs)} jobs for {args.model}; {len(pending)} to run")

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.container import Services
+from explain.reasons import reasons_for
+from explain.results import ExplanationResult
+from explain.schema import ModelSpec
 from storage.errors import NotFoundError
 from storage.records import DecisionRecord, ExplanationRecord, JobRecord
 
@@ -42,14 +45,7 @@ def build_reasons(
     record: DecisionRecord,
     explanations: list[ExplanationRecord],
 ) -> dict[str, Any] | None:
-    """Plain-language reasons from the newest successful explanation of each kind, when the back-end exists."""
-    try:
-        from explain.reasons import reasons_for
-
-        from explain.results import ExplanationResult
-        from explain.schema import ModelSpec
-    except ImportError:  # pragma: no cover - reasons arrive with the explanations issue
-        return None
+    """Plain-language reasons from the newest successful explanation of each kind."""
     latest: dict[str, ExplanationResult] = {}
     for e in sorted(explanations, key=lambda e: e.ledger_index):
         if e.status == "succeeded":
