@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api.container import Services, build_services
 from api.errors import install_error_handlers
-from api.routes import decisions, health, jobs, ledger, models
+from api.routes import decisions, exports, health, jobs, ledger, models
 from api.settings import Settings
 from api.workers.local_pool import LocalWorkerPool
 
@@ -68,6 +68,6 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (health.router, models.router, decisions.router, jobs.router, ledger.router):
+    for router in (health.router, models.router, decisions.router, jobs.router, ledger.router, exports.router):
         app.include_router(router)
     return app

@@ -197,6 +197,46 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    import shutil
+    from datetime import UTC, datetime
+
+    from tqdm import tqdm
+
+    from api.services.exports import ExportFilter, create_export
+
+    def moment(text: str | None) -> datetime | None:
+        if text is None:
+            return None
+        value = datetime.fromisoformat(text)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    flt = ExportFilter(
+        model=args.model,
+        subject_refs=args.subject_ref or None,
+        decision_ids=args.decision_id or None,
+        since=moment(args.since),
+        until=moment(args.until),
+        outcome=args.outcome,
+    )
+    services = _services(settings)
+    try:
+        with tqdm(desc="writing bundle", unit="entry", disable=args.quiet) as bar:
+
+            def advance(n: int) -> None:
+                bar.update(n)
+
+            record = create_export(services, flt=flt, requested_by="cli", progress=advance)
+    finally:
+        services.close()
+    shutil.copyfile(record.bundle_path, args.out)
+    print(
+        f"{args.out}: {record.decisions} decisions, {record.entries} entries, sha256 {record.bundle_sha256}; "
+        f"export recorded at ledger index {record.ledger_index}"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from api.demo import run_demo
 
@@ -248,6 +288,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-run", action="store_true", help="only queue; let the workers run them")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_explain)
+
+    p = sub.add_parser("export", help="write a regulator bundle (zip) verifiable offline with its verify.py")
+    p.add_argument("--out", required=True, help="bundle file to write")
+    p.add_argument("--model", help="name or name@version")
+    p.add_argument("--subject-ref", action="append", help="repeatable")
+    p.add_argument("--decision-id", action="append", help="repeatable")
+    p.add_argument("--since", help="ISO date/time (UTC if no offset)")
+    p.add_argument("--until", help="ISO date/time")
+    p.add_argument("--outcome", help="real outcome label")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("checkpoint", help="publish a signed checkpoint of the ledger now")
     p.set_defaults(handler=cmd_checkpoint)

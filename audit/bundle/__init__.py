@@ -1,0 +1,1 @@
+"""Export bundles: one zip a regulator can verify offline (see assets/FORMAT.md)."""
