@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-MAX_PDF_DECISIONS = 500
+MAX_PDF_DECISIONS = 200
+MAX_HTML_CHARTS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,12 @@ def render_html(data: ReportData) -> bytes:
             allowed = f.get("categories") or [f.get("minimum"), f.get("maximum")]
             out.append(f"<tr><td>{e(f['name'])}</td><td>{e(f['type'])}</td><td>{e(str(allowed))}</td></tr>")
         out.append("</table>")
-    for page in data.pages:
+    if len(data.pages) > MAX_HTML_CHARTS:
+        out.append(
+            f"<p>Attribution charts are drawn for the first {MAX_HTML_CHARTS} decisions; the others list "
+            "their reasons, and every attribution is in data/explanations.jsonl.</p>"
+        )
+    for number, page in enumerate(data.pages):
         d = page.decision
         out.append(f"<section><h2>Decision {e(str(d['decision_id']))}</h2>")
         out.append(
@@ -118,7 +124,7 @@ def render_html(data: ReportData) -> bytes:
         if page.reasons:
             out.append("<h3>Why</h3><ul>" + "".join(f"<li>{e(s)}</li>" for s in page.reasons) + "</ul>")
         attribution = _attributions(page)
-        if attribution:
+        if attribution and number < MAX_HTML_CHARTS:
             png = attribution_chart(attribution["result"]["values"], f"{attribution['backend']} attributions")
             out.append(f"<img alt='attributions' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
         anchor = _of_kind(page, "anchor")

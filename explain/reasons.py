@@ -14,8 +14,8 @@ from explain.results import AnchorRule, Attributions, Counterfactuals, Explanati
 from explain.schema import ModelSpec
 
 DEFAULT_TEMPLATES: dict[str, str] = {
-    "reason_first": "{feature} of {value} {direction} the score the most.",
-    "reason": "{feature} of {value} {direction} the score.",
+    "reason_first": "{feature} of {value} {direction} the score for {target} the most.",
+    "reason": "{feature} of {value} {direction} the score for {target}.",
     "raised": "raised",
     "lowered": "lowered",
     "anchor": "The decision holds whenever {rule} (precision {precision:.0%}, coverage {coverage:.0%}).",
