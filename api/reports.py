@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ class DecisionPage:
     explanations: Sequence[Mapping[str, Any]] = ()  # explanation.* payloads
     outcome: Mapping[str, Any] | None = None
     reasons: Sequence[str] = ()
+    explanation_refs: Sequence[tuple[str, int]] = ()  # (explanation id, ledger index) per explanation
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,8 @@ class ReportData:
     root_hex: str
     key_id: str
     models: Sequence[Mapping[str, Any]]
-    pages: Sequence[DecisionPage] = field(default_factory=list)
+    pages: Sequence[DecisionPage] = field(default_factory=list)  # the PDF's pages (bounded)
+    decision_count: int = 0
 
 
 def attribution_chart(values: Mapping[str, float], title: str, *, top: int = 10) -> bytes:
@@ -76,7 +78,13 @@ def _of_kind(page: DecisionPage, kind: str) -> Mapping[str, Any] | None:
 
 
 def render_html(data: ReportData) -> bytes:
+    return b"".join(iter_html(data, data.pages))
+
+
+def iter_html(data: ReportData, pages: Iterable[DecisionPage]) -> Iterator[bytes]:
+    """The HTML report in chunks, so an export of any size is written without holding it whole."""
     e = html.escape
+    count = data.decision_count or len(data.pages)
     out = [
         "<!doctype html><html><head><meta charset='utf-8'><title>",
         e(data.title),
@@ -87,7 +95,7 @@ def render_html(data: ReportData) -> bytes:
         "</style></head><body>",
         f"<h1>{e(data.title)}</h1>",
         f"<p>Deployment <code>{e(data.origin)}</code>, exported {e(data.created_at)}; filter "
-        f"<code>{e(str(dict(data.filter)))}</code>; {len(data.pages)} decisions.</p>",
+        f"<code>{e(str(dict(data.filter)))}</code>; {count} decisions.</p>",
         "<h2>Integrity</h2>",
         f"<p>Every entry is included in the checkpoint of tree size {data.tree_size}, root <code>{data.root_hex}"
         f"</code>, signed by key <code>{e(data.key_id)}</code>. Check with <code>python3 verify.py bundle.zip"
@@ -103,12 +111,14 @@ def render_html(data: ReportData) -> bytes:
             allowed = f.get("categories") or [f.get("minimum"), f.get("maximum")]
             out.append(f"<tr><td>{e(f['name'])}</td><td>{e(f['type'])}</td><td>{e(str(allowed))}</td></tr>")
         out.append("</table>")
-    if len(data.pages) > MAX_HTML_CHARTS:
+    if count > MAX_HTML_CHARTS:
         out.append(
             f"<p>Attribution charts are drawn for the first {MAX_HTML_CHARTS} decisions; the others list "
             "their reasons, and every attribution is in data/explanations.jsonl.</p>"
         )
-    for number, page in enumerate(data.pages):
+    yield "".join(out).encode("utf-8")
+    for number, page in enumerate(pages):
+        out = []
         d = page.decision
         out.append(f"<section><h2>Decision {e(str(d['decision_id']))}</h2>")
         out.append(
@@ -146,8 +156,8 @@ def render_html(data: ReportData) -> bytes:
             f"inclusion proof of {page.proof_length} hashes against checkpoint {data.tree_size}."
             "</small></p></section>"
         )
-    out.append("</body></html>")
-    return "".join(out).encode("utf-8")
+        yield "".join(out).encode("utf-8")
+    yield b"</body></html>"
 
 
 def render_pdf(data: ReportData) -> bytes:
@@ -164,7 +174,8 @@ def render_pdf(data: ReportData) -> bytes:
     story: list[Any] = [
         Paragraph(e(data.title), styles["Title"]),
         Paragraph(
-            f"Deployment {e(data.origin)}, exported {e(data.created_at)}. {len(data.pages)} decisions; "
+            f"Deployment {e(data.origin)}, exported {e(data.created_at)}. "
+            f"{data.decision_count or len(data.pages)} decisions; "
             f"filter {e(str(dict(data.filter)))}.",
             styles["Normal"],
         ),
@@ -177,7 +188,7 @@ def render_pdf(data: ReportData) -> bytes:
         ),
     ]
     shown = data.pages[:MAX_PDF_DECISIONS]
-    if len(data.pages) > len(shown):
+    if (data.decision_count or len(data.pages)) > len(shown):
         story.append(
             Paragraph(
                 f"This PDF shows the first {len(shown)} decisions; all are in the HTML report and the JSONL data.",

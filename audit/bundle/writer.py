@@ -36,9 +36,18 @@ class _Zip:
         self.zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED)
         self.files: dict[str, dict[str, Any]] = {}
 
-    def add(self, name: str, data: bytes) -> None:
+    def add(self, name: str, data: bytes | Path) -> None:
         info = zipfile.ZipInfo(name, date_time=(2000, 1, 1, 0, 0, 0))  # reproducible archives
         info.compress_type = zipfile.ZIP_DEFLATED
+        if isinstance(data, Path):  # streamed from disk: large exports never sit in memory whole
+            digest, size = hashlib.sha256(), 0
+            with open(data, "rb") as source, self.zip.open(info, "w", force_zip64=True) as target:
+                for block in iter(lambda: source.read(1 << 20), b""):
+                    digest.update(block)
+                    size += len(block)
+                    target.write(block)
+            self.files[name] = {"sha256": digest.hexdigest(), "size": size}
+            return
         self.zip.writestr(info, data)
         self.files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
@@ -55,23 +64,24 @@ def write_bundle(
     checkpoint: StoredCheckpoint,
     keys: Sequence[StoredKey],
     origin: str,
-    extra_files: Mapping[str, bytes],
+    extra_files: Mapping[str, bytes | Path],
     metadata: Mapping[str, Any],
     progress: Callable[[int], None] | None = None,
 ) -> BundleSummary:
     archive = _Zip(path)
     count = 0
-    proofs: list[bytes] = []
+    proofs_path = path.with_suffix(".proofs.tmp")
     try:
-        for entry in entries:
-            archive.add(f"entries/{entry.index}.json", entry.canonical)
-            proof = [h.hex() for h in proof_for(entry.index)]
-            line = {"index": entry.index, "leaf_hash": entry.leaf_hash.hex(), "proof": proof}
-            proofs.append(json.dumps(line, separators=(",", ":")).encode())
-            count += 1
-            if progress is not None:
-                progress(1)
-        archive.add("proofs.jsonl", b"\n".join(proofs) + (b"\n" if proofs else b""))
+        with open(proofs_path, "wb") as proofs:
+            for entry in entries:
+                archive.add(f"entries/{entry.index}.json", entry.canonical)
+                proof = [h.hex() for h in proof_for(entry.index)]
+                line = {"index": entry.index, "leaf_hash": entry.leaf_hash.hex(), "proof": proof}
+                proofs.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+                count += 1
+                if progress is not None:
+                    progress(1)
+        archive.add("proofs.jsonl", proofs_path)
         archive.add("checkpoint.txt", checkpoint.note.encode("utf-8"))
         key_list = [
             {
@@ -101,6 +111,7 @@ def write_bundle(
         archive.zip.writestr(info, json.dumps(manifest, indent=2, sort_keys=True))
     finally:
         archive.zip.close()
+        proofs_path.unlink(missing_ok=True)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
