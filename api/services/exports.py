@@ -122,6 +122,7 @@ def create_export(
     try:
         with services.db.unit_of_work(write=False) as uow:
             keys = uow.ledger.keys()
+            prove = services.ledger.inclusion_prover(uow.ledger, tree_size=checkpoint.tree_size)
             for start in range(0, len(decision_ids), CHUNK):  # the models first: the report opens with them
                 for decision in uow.decisions.get_many(decision_ids[start : start + CHUNK]):
                     if decision.model_version_id not in models:
@@ -134,7 +135,7 @@ def create_export(
                 for start in range(0, len(decision_ids), CHUNK):
                     chunk = decision_ids[start : start + CHUNK]
                     for record in sorted(uow.decisions.get_many(chunk), key=lambda r: r.seq):
-                        yield _page(services, uow, record, models, indexes, checkpoint.tree_size)
+                        yield _page(uow, record, models, indexes, prove)
 
             report = ReportData(
                 title="Rationale decision export",
@@ -167,9 +168,7 @@ def create_export(
             summary = write_bundle(
                 path,
                 entries=(uow.ledger.read(i) for i in sorted(indexes)),
-                proof_for=lambda i: services.ledger.inclusion_proof(
-                    uow.ledger, index=i, tree_size=checkpoint.tree_size
-                ),
+                proof_for=prove,
                 checkpoint=checkpoint,
                 keys=keys,
                 origin=services.settings.origin,
@@ -210,12 +209,11 @@ CHUNK = 500
 
 
 def _page(
-    services: Services,
     uow: Any,
     record: DecisionRecord,
     models: dict[int, ModelVersionRecord],
     indexes: set[int],
-    tree_size: int,
+    prove: Callable[[int], list[bytes]],
 ) -> DecisionPage:
     model = models.get(record.model_version_id) or uow.models.get_by_id(record.model_version_id)
     assert model is not None
@@ -230,7 +228,7 @@ def _page(
     outcome = uow.outcomes.get(record.decision_id)
     if outcome is not None:
         indexes.add(outcome["ledger_index"])
-    proof = services.ledger.inclusion_proof(uow.ledger, index=record.ledger_index, tree_size=tree_size)
+    proof = prove(record.ledger_index)
     payloads = [p for _, _, p in explanations]
     return DecisionPage(
         decision=entry.payload,
