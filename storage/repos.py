@@ -50,6 +50,12 @@ class DecisionRepository:
         self.session.flush()
         return _decision(row, None)
 
+    def add_many(self, rows: Sequence[dict[str, Any]]) -> list[DecisionRecord]:
+        """Insert many decisions in one statement (seq is assigned by the database, read by get/search)."""
+        if rows:
+            self.session.execute(insert(DecisionRow), list(rows))
+        return [DecisionRecord(**{**r, "seq": 0}) for r in rows]
+
     def get(self, decision_id: str) -> DecisionRecord | None:
         row = self.session.execute(
             select(DecisionRow, OutcomeRow.body)
@@ -112,14 +118,15 @@ class JobRepository:
         """Insert new jobs; a job whose (decision, method, params) exists is returned as it is."""
         out: list[JobRecord] = []
         now = _now_like(self.session)
+        existing_rows: dict[tuple[str, str, str], JobRow] = {}
+        decision_ids = list({j.decision_id for j in jobs})
+        for start in range(0, len(decision_ids), 500):
+            for row in self.session.execute(
+                select(JobRow).where(JobRow.decision_id.in_(decision_ids[start : start + 500]))
+            ).scalars():
+                existing_rows[(row.decision_id, row.method, row.params_hash)] = row
         for position, job in enumerate(jobs):
-            existing = self.session.execute(
-                select(JobRow).where(
-                    JobRow.decision_id == job.decision_id,
-                    JobRow.method == job.method,
-                    JobRow.params_hash == job.params_hash,
-                )
-            ).scalar_one_or_none()
+            existing = existing_rows.get((job.decision_id, job.method, job.params_hash))
             if existing is not None:
                 out.append(_job(existing))
                 continue

@@ -11,7 +11,7 @@ import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from api.container import Services
@@ -19,7 +19,7 @@ from api.schemas import DecisionCreate
 from api.services.model_cache import LoadedModel
 from api.services.models import resolve_model
 from audit.canonical import canonical_bytes, check_json_value
-from audit.entry import EntryDraft, format_timestamp
+from audit.entry import EntryDraft, format_timestamp, parse_timestamp
 from explain.errors import InvalidInputError, UnknownMethodError
 from explain.predictor import frame_from_rows
 from explain.registry import EXPLAINERS
@@ -168,25 +168,31 @@ def record_decisions(services: Services, items: Sequence[DecisionCreate], *, pat
         entries = services.ledger.append(uow.ledger, drafts) if drafts else []
         new_jobs: list[NewJob] = []
         created: dict[str, tuple[DecisionRecord, str]] = {}
+        rows: list[dict[str, Any]] = []
+        leaves: list[str] = []
         for (i, payload), entry in zip(fresh, entries, strict=True):
             item, loaded, clean, sha, methods = prepared[i]
-            decision = uow.decisions.add(
-                decision_id=item.decision_id,
-                model_version_id=loaded.record.id,
-                model_ref=loaded.record.ref,
-                inputs=clean,
-                output=payload["output"],
-                client_output=item.output,
-                output_mismatch=payload["output_mismatch"] is not None,
-                subject_ref=item.subject_ref,
-                occurred_at=(item.occurred_at or services.clock()).astimezone(UTC),
-                recorded_at=datetime.strptime(entry.recorded_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC),
-                context=item.context,
-                body_sha256=sha,
-                ledger_index=entry.index,
+            rows.append(
+                {
+                    "decision_id": item.decision_id,
+                    "model_version_id": loaded.record.id,
+                    "model_ref": loaded.record.ref,
+                    "inputs": clean,
+                    "output": payload["output"],
+                    "client_output": item.output,
+                    "output_mismatch": payload["output_mismatch"] is not None,
+                    "subject_ref": item.subject_ref,
+                    "occurred_at": parse_timestamp(str(payload["occurred_at"])),
+                    "recorded_at": parse_timestamp(entry.recorded_at),
+                    "context": item.context,
+                    "body_sha256": sha,
+                    "ledger_index": entry.index,
+                }
             )
-            created[item.decision_id] = (decision, entry.leaf_hash.hex())
+            leaves.append(entry.leaf_hash.hex())
             new_jobs.extend(_new_jobs(loaded, item.decision_id, methods))
+        for decision, leaf in zip(uow.decisions.add_many(rows), leaves, strict=True):
+            created[decision.decision_id] = (decision, leaf)
         jobs = uow.jobs.add(new_jobs) if new_jobs else []
         jobs_by_decision: dict[str, list[JobRecord]] = {}
         for job in jobs:
