@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from api.settings import Settings
@@ -142,18 +143,10 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     """Backfill: queue methods for recorded decisions, then run them here with a progress bar."""
-    from datetime import UTC, datetime
-
     from tqdm import tqdm
 
     from api.services.backfill import queue_backfill
     from api.workers.local_pool import LocalWorkerPool
-
-    def moment(text: str | None) -> datetime | None:
-        if text is None:
-            return None
-        value = datetime.fromisoformat(text)
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     services = _services(settings)
     try:
@@ -165,8 +158,8 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
             jobs = queue_backfill(
                 services,
                 model=args.model,
-                since=moment(args.since),
-                until=moment(args.until),
+                since=_moment(args.since),
+                until=_moment(args.until),
                 methods=args.methods.split(","),
                 progress=advance,
             )
@@ -199,24 +192,17 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     import shutil
-    from datetime import UTC, datetime
 
     from tqdm import tqdm
 
     from api.services.exports import ExportFilter, create_export
 
-    def moment(text: str | None) -> datetime | None:
-        if text is None:
-            return None
-        value = datetime.fromisoformat(text)
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-
     flt = ExportFilter(
         model=args.model,
         subject_refs=args.subject_ref or None,
         decision_ids=args.decision_id or None,
-        since=moment(args.since),
-        until=moment(args.until),
+        since=_moment(args.since),
+        until=_moment(args.until),
         outcome=args.outcome,
     )
     services = _services(settings)
@@ -241,6 +227,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from api.demo import run_demo
 
     return run_demo(settings, decisions=args.decisions, serve=not args.no_serve, host=args.host, port=args.port)
+
+
+def _moment(text: str | None) -> datetime | None:
+    """A command-line date/time; UTC when it names no offset."""
+    if text is None:
+        return None
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _safe_url(settings: Settings) -> str:

@@ -7,9 +7,12 @@ works on numbers while the model always sees valid raw values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
+from explain.base import CallMeter, Predictor
 from explain.predictor import frame_from_rows
 from explain.schema import ModelSpec
 
@@ -60,6 +63,15 @@ class FeatureCoder:
 
     def empty_frame(self) -> pd.DataFrame:
         return frame_from_rows(self.spec, [])
+
+    def scorer(self, predictor: Predictor, meter: CallMeter) -> Callable[[np.ndarray], np.ndarray]:
+        """The model as model-agnostic explainers see it: codes in, scores out, every row charged."""
+
+        def score(z: np.ndarray) -> np.ndarray:
+            meter.charge(len(z))
+            return np.asarray(predictor.predict_scores(self.decode(z)), dtype=float)
+
+        return score
 
     def value_of(self, index: int, code: float) -> object:
         """The raw value a coded number stands for (for rules and reasons)."""

@@ -27,9 +27,7 @@ class LimeExplainer(Explainer):
         num_samples = int(self.params.get("num_samples", 1000))
         mode = "classification" if spec.is_classifier else "regression"
 
-        def model(z: np.ndarray) -> np.ndarray:
-            meter.charge(len(z))
-            return np.asarray(self.predictor.predict_scores(coder.decode(z)), dtype=float)
+        model = coder.scorer(self.predictor, meter)
 
         coded = coder.encode(rows)
         scores = self.predictor.predict_scores(rows)

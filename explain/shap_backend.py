@@ -234,9 +234,7 @@ class ShapExplainer(Explainer):
             background = background[np.sort(pick)]
         spec = self.predictor.spec
 
-        def model(z: np.ndarray) -> np.ndarray:
-            meter.charge(len(z))
-            return np.asarray(self.predictor.predict_scores(coder.decode(z)), dtype=float)
+        model = coder.scorer(self.predictor, meter)
 
         coded = coder.encode(rows)
         proba = self.predictor.predict_scores(rows)
