@@ -102,6 +102,9 @@ def run_demo(settings: Settings, *, decisions: int, serve: bool, host: str, port
     with services.db.unit_of_work(write=False) as uow:
         before = uow.jobs.depth()
     pool = LocalWorkerPool(services, threads=max(1, settings.workers), name="demo")
+    from api.services.models import resolve_model
+
+    services.models.get(resolve_model(services, model, field="model"))  # load the artifact before timing
     print(f"logging {decisions} decisions against {model}...", flush=True)
     t0 = time.monotonic()
     ids = log_decisions(services, model, decisions, seed=int(time.time()) % 100_000)
@@ -112,17 +115,24 @@ def run_demo(settings: Settings, *, decisions: int, serve: bool, host: str, port
     explain_seconds = wait_for_jobs(services, total=queued)
     pool.stop()
     explained = queued - before
+    from api.services.checkpoints import publish_now
+
+    checkpoint = publish_now(services)
     print(
         f"recorded {len(ids)} decisions in {record_seconds:.1f}s ({len(ids) / record_seconds:,.0f}/s); "
         f"explained {explained} jobs in {explain_seconds:.1f}s "
         f"({explained / max(explain_seconds, 1e-9):,.1f} explanations/s with {len(pool.runners)} threads)"
     )
+    if checkpoint is not None:
+        print(f"signed checkpoint at tree size {checkpoint.tree_size} (key {checkpoint.key_id})")
     base = f"http://{host}:{port}"
     print("\nTry:")
     print(f"  curl -s {base}/v1/decisions/{ids[0]} | python3 -m json.tool")
     print(f"  curl -s '{base}/v1/decisions?model={model}&limit=5' | python3 -m json.tool")
     print(f"  curl -s {base}/v1/models/{model.replace('@', '/versions/')}")
     print(f"  curl -s {base}/healthz")
+    print(f"  curl -s {base}/v1/ledger/checkpoint -H 'accept: text/plain'")
+    print(f"  curl -s '{base}/v1/ledger/proofs/inclusion?index=1'")
     print("  .venv/bin/rationale verify   # recompute every leaf hash and the root\n")
     if not serve:
         services.close()
