@@ -10,6 +10,7 @@ are kept; the rejected are counted by reason. alibi's CounterfactualProto is use
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -24,6 +25,19 @@ from explain.schema import ModelSpec
 from explain.versions import library_versions
 
 OUTCOME = "__outcome__"
+_PROTO_LOCK = threading.Lock()
+
+
+def _low(feature: Any, column: np.ndarray) -> float:
+    if feature.type == "category":
+        return 0.0
+    return float(feature.minimum) if feature.minimum is not None else float(column.min())
+
+
+def _high(feature: Any, column: np.ndarray) -> float:
+    if feature.type == "category":
+        return float(len(feature.categories or ()) - 1)
+    return float(feature.maximum) if feature.maximum is not None else float(column.max())
 
 
 class _DiceModel:
@@ -88,7 +102,8 @@ class CounterfactualExplainer(Explainer):
                 raise UnsupportedModelError(
                     "the alibi-proto counterfactual back-end needs TensorFlow: pip install 'rationale[tensorflow]'"
                 ) from exc
-            raise UnsupportedModelError("alibi-proto counterfactuals are not wired in yet; use backend=dice")
+            scores = self.predictor.predict_scores(rows)
+            return [self._proto(rows.iloc[[i]], scores[i], seeds[i], meter) for i in range(len(rows))]
         if backend != "dice":
             raise UnsupportedModelError(f"unknown counterfactual back-end {backend!r}; use dice or alibi-proto")
         scores = self.predictor.predict_scores(rows)
@@ -150,6 +165,28 @@ class CounterfactualExplainer(Explainer):
                 raise
             candidates = None
         original = {str(k): _plain(v) for k, v in query.iloc[0].items()}
+        body = self._validated(original, candidates, desired)
+        return ExplanationResult(
+            method=self.method,
+            backend=f"dice_ml.{method}",
+            target=spec.class_labels[desired],
+            body=body,
+            parameters={
+                "method": method,
+                "total_cfs": total,
+                "features_to_vary": mutable,
+                "background_sha256": self.background.sha256,
+            },
+            seed=seed,
+            library_versions=library_versions("dice-ml"),
+            quality={"found": float(len(body.items)), "rejected": float(body.rejected)},
+            compute_ms=(time.perf_counter() - started) * 1000,
+            model_calls=meter.rows,
+        )
+
+    def _validated(self, original: dict[str, Any], candidates: pd.DataFrame | None, desired: int) -> Counterfactuals:
+        """Keep only candidates that really are counterfactuals, smallest first; count the rest by reason."""
+        spec = self.predictor.spec
         kept: list[Counterfactual] = []
         reasons: Counter[str] = Counter()
         if candidates is not None and len(candidates):
@@ -171,26 +208,100 @@ class CounterfactualExplainer(Explainer):
         for c in kept:
             if all(c.changes != u.changes for u in unique):
                 unique.append(c)
-        body = Counterfactuals(
+        return Counterfactuals(
             desired=spec.class_labels[desired],
             items=tuple(unique),
             rejected=sum(reasons.values()),
             rejection_reasons=dict(reasons),
         )
+
+    def _proto(self, row: pd.DataFrame, scores: np.ndarray, seed: int, meter: CallMeter) -> ExplanationResult:
+        """alibi CounterfactualProto, black-box: numeric features scaled to [0, 1] by their declared ranges,
+        categories as ordinal codes, immutables pinned by a zero-width range. TF1 graphs are process-global,
+        so these runs are serialized."""
+        import tensorflow as tf
+        from alibi.explainers import CounterfactualProto
+
+        from explain.coding import FeatureCoder
+
+        started = time.perf_counter()
+        spec = self.predictor.spec
+        coder = FeatureCoder(spec)
+        desired = self._desired(scores)
+        x = coder.encode(row)
+        background = coder.encode(self.background.frame)
+        lo = np.array([[_low(f, background[:, i]) for i, f in enumerate(spec.features)]], dtype=float)
+        hi = np.array([[_high(f, background[:, i]) for i, f in enumerate(spec.features)]], dtype=float)
+        numeric = [i for i, f in enumerate(spec.features) if f.type in ("number", "integer")]
+        span = hi - lo
+        span[span == 0] = 1.0
+
+        def scale(a: np.ndarray) -> np.ndarray:
+            out = np.array(a, dtype=float)
+            out[:, numeric] = (out[:, numeric] - lo[0, numeric]) / span[0, numeric]
+            return out
+
+        def unscale(a: np.ndarray) -> np.ndarray:
+            out = np.array(a, dtype=float)
+            out[:, numeric] = out[:, numeric] * span[0, numeric] + lo[0, numeric]
+            return out
+
+        low, high = scale(lo), scale(hi)
+        for i, f in enumerate(spec.features):
+            if f.immutable:
+                low[0, i] = high[0, i] = scale(x)[0, i]
+        score = coder.scorer(self.predictor, meter)
+        cat_vars = {i: len(f.categories or ()) for i, f in enumerate(spec.features) if f.type == "category"}
+        iterations = int(self.params.get("max_iterations", 300))
+        with _PROTO_LOCK:
+            tf.compat.v1.disable_eager_execution()
+            tf.compat.v1.reset_default_graph()
+            tf.compat.v1.set_random_seed(seed % (2**31))
+            np.random.seed(seed % (2**32))
+            tf.config.experimental.enable_op_determinism()
+            explainer = CounterfactualProto(
+                lambda z: score(unscale(z)),
+                shape=(1, x.shape[1]),
+                beta=0.01,
+                cat_vars=cat_vars or None,
+                ohe=False,
+                max_iterations=iterations,
+                feature_range=(low, high),
+                c_init=1.0,
+                c_steps=int(self.params.get("c_steps", 3)),
+                eps=(0.01, 0.01),
+                use_kdtree=True,
+            )
+            explainer.fit(scale(background), d_type="abdm", disc_perc=[25, 50, 75])
+            explanation = explainer.explain(scale(x), target_class=[desired])
+            found = explanation.cf
+        candidates = None
+        if found is not None:
+            raw = unscale(np.atleast_2d(found["X"]).astype(float))
+            # TensorFlow works in float32: a feature it did not really move comes back off by ~1e-7
+            # relative; snap those to the original, and keep 6 significant digits of the others.
+            unchanged = np.abs(raw - x) <= 1e-4 * span
+            raw[unchanged] = x[unchanged]
+            moved = ~unchanged
+            raw[moved] = [float(f"{v:.6g}") for v in raw[moved]]
+            candidates = coder.decode(raw)
+        original = {str(k): _plain(v) for k, v in _typed(spec, row).iloc[0].items()}
+        body = self._validated(original, candidates, desired)
         return ExplanationResult(
             method=self.method,
-            backend=f"dice_ml.{method}",
+            backend="alibi.CounterfactualProto",
             target=spec.class_labels[desired],
             body=body,
             parameters={
-                "method": method,
-                "total_cfs": total,
-                "features_to_vary": mutable,
+                "max_iterations": iterations,
+                "c_steps": int(self.params.get("c_steps", 3)),
+                "beta": 0.01,
+                "distance": "abdm",
                 "background_sha256": self.background.sha256,
             },
             seed=seed,
-            library_versions=library_versions("dice-ml"),
-            quality={"found": float(len(unique)), "rejected": float(body.rejected)},
+            library_versions=library_versions("alibi", "tensorflow-cpu"),
+            quality={"found": float(len(body.items)), "rejected": float(body.rejected)},
             compute_ms=(time.perf_counter() - started) * 1000,
             model_calls=meter.rows,
         )

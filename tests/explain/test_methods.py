@@ -236,3 +236,22 @@ def test_reasons_read_like_sentences(credit):
         templates={"reason_first": "Mostly {feature}."},
     )
     assert custom.sentences[0] == f"Mostly {label[:1].upper() + label[1:]}."
+
+
+@pytest.mark.heavy
+def test_alibi_counterfactual_proto_gives_valid_counterfactuals(credit):
+    import tensorflow  # noqa: F401 - part of the dev install: its absence must fail, not skip
+
+    # Known gap (issue #3 stays open): TensorFlow's optimiser is not bit-for-bit reproducible here, so
+    # unlike every other method two runs can differ in the last digits; validity is what is asserted.
+    [result] = run(credit, "counterfactuals", {"backend": "alibi-proto", "max_iterations": 200}, n=1)
+    assert result.backend == "alibi.CounterfactualProto"
+    body = result.body
+    assert body.items, body.rejection_reasons
+    spec = credit.predictor.spec
+    original = credit.rows.iloc[0].to_dict()
+    for cf in body.items:
+        candidate = {**original, **{c.feature: c.to_value for c in cf.changes}}
+        assert check_candidate(spec, original, candidate) is None
+        frame = pd.DataFrame([candidate])[spec.feature_names]
+        assert credit.predictor.predict_labels(frame)[0] == body.desired
