@@ -259,22 +259,31 @@ class CounterfactualExplainer(Explainer):
             tf.compat.v1.set_random_seed(seed % (2**31))
             np.random.seed(seed % (2**32))
             tf.config.experimental.enable_op_determinism()
-            explainer = CounterfactualProto(
-                lambda z: score(unscale(z)),
-                shape=(1, x.shape[1]),
-                beta=0.01,
-                cat_vars=cat_vars or None,
-                ohe=False,
-                max_iterations=iterations,
-                feature_range=(low, high),
-                c_init=1.0,
-                c_steps=int(self.params.get("c_steps", 3)),
-                eps=(0.01, 0.01),
-                use_kdtree=True,
+            # one thread per session: reductions always add in the same order
+            session = tf.compat.v1.Session(
+                graph=tf.compat.v1.get_default_graph(),
+                config=tf.compat.v1.ConfigProto(inter_op_parallelism_threads=1, intra_op_parallelism_threads=1),
             )
-            explainer.fit(scale(background), d_type="abdm", disc_perc=[25, 50, 75])
-            explanation = explainer.explain(scale(x), target_class=[desired])
-            found = explanation.cf
+            try:
+                explainer = CounterfactualProto(
+                    lambda z: score(unscale(z)),
+                    shape=(1, x.shape[1]),
+                    beta=0.01,
+                    cat_vars=cat_vars or None,
+                    ohe=False,
+                    max_iterations=iterations,
+                    feature_range=(low, high),
+                    c_init=1.0,
+                    c_steps=int(self.params.get("c_steps", 3)),
+                    eps=(0.01, 0.01),
+                    use_kdtree=True,
+                    sess=session,
+                )
+                _order_fista_updates(explainer, tf)
+                explainer.fit(scale(background), d_type="abdm", disc_perc=[25, 50, 75])
+                found = explainer.explain(scale(x), target_class=[desired]).cf
+            finally:
+                session.close()
         candidates = None
         if found is not None:
             raw = unscale(np.atleast_2d(found["X"]).astype(float))
@@ -325,6 +334,18 @@ class CounterfactualExplainer(Explainer):
         return Counterfactual(
             changes=tuple(changes), predicted=predicted, distance=distance, sparsity=len(changes), valid=True
         )
+
+
+def _order_fista_updates(explainer: Any, tf: Any) -> None:
+    """alibi runs the two FISTA assignments in one `session.run` although each reads the variable the other
+    writes, so which value is read is a race and one seed gave different counterfactuals run to run. Compute
+    both new values from the old ones first, then assign: FISTA as published, and deterministic."""
+    with explainer.sess.graph.as_default():
+        new_adv = tf.identity(explainer.assign_adv)
+        new_adv_s = tf.identity(explainer.assign_adv_s)
+        with tf.control_dependencies([new_adv, new_adv_s]):
+            explainer.adv_updater = tf.compat.v1.assign(explainer.adv, new_adv)
+            explainer.adv_updater_s = tf.compat.v1.assign(explainer.adv_s, new_adv_s)
 
 
 def _plain(value: Any) -> Any:

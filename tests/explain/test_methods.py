@@ -78,36 +78,60 @@ def test_anchor_precision_holds_on_fresh_samples(request, data):
     assert checked >= 1
 
 
-def test_anchor_rules_use_category_names_and_reproduce(credit):
-    first = run(credit, "anchors", {"threshold": 0.9}, n=1)
-    second = run(credit, "anchors", {"threshold": 0.9}, n=1)
+@pytest.mark.parametrize("data", ["credit", "cancer"])
+def test_anchor_rules_use_raw_names_and_reproduce(request, data):
+    fitted = request.getfixturevalue(data)
+    first = run(fitted, "anchors", {"threshold": 0.9}, n=1)
+    second = run(fitted, "anchors", {"threshold": 0.9}, n=1)
     assert first[0].body == second[0].body
     for condition in first[0].body.conditions:
         if " = " in condition:
             name, value = condition.split(" = ")
-            assert value in credit.predictor.spec.feature(name).categories
+            assert value in fitted.predictor.spec.feature(name).categories
+
+
+def assert_valid_and_repeatable(fitted, results, again) -> None:
+    """Every stored counterfactual keeps immutables, stays in ranges and categories, really flips the
+    model's class; the same seed gives the same result."""
+    spec = fitted.predictor.spec
+    immutable = {f.name for f in spec.features if f.immutable}
+    for i, (result, repeat) in enumerate(zip(results, again, strict=True)):
+        body = result.body
+        assert isinstance(body, Counterfactuals)
+        assert body == repeat.body and result.seed == repeat.seed
+        assert body.items, f"nothing found for row {i}: {body.rejection_reasons}"
+        original = fitted.rows.iloc[i].to_dict()
+        assert body.desired != fitted.predictor.predict_labels(fitted.rows.iloc[[i]])[0]
+        for cf in body.items:
+            candidate = {**original, **{c.feature: c.to_value for c in cf.changes}}
+            assert not immutable & {c.feature for c in cf.changes}
+            assert check_candidate(spec, original, candidate) is None
+            frame = pd.DataFrame([candidate])[spec.feature_names]
+            assert fitted.predictor.predict_labels(frame)[0] == body.desired == cf.predicted
+        distances = [cf.distance for cf in body.items]
+        assert distances == sorted(distances)
 
 
 @pytest.mark.heavy
-def test_every_counterfactual_is_valid_and_reproducible(credit):
-    results = run(credit, "counterfactuals", {"total_cfs": 3}, n=3)
-    again = run(credit, "counterfactuals", {"total_cfs": 3}, n=3)
-    spec = credit.predictor.spec
-    for i, (result, repeat) in enumerate(zip(results, again, strict=True)):
-        body = result.body
-        assert isinstance(body, Counterfactuals) and body == repeat.body
-        original = credit.rows.iloc[i].to_dict()
-        assert body.items, "DiCE found nothing for this applicant"
-        for cf in body.items:
-            candidate = dict(original)
-            candidate.update({c.feature: c.to_value for c in cf.changes})
-            assert "age" not in {c.feature for c in cf.changes}  # immutable
-            assert check_candidate(spec, original, candidate) is None
-            frame = pd.DataFrame([candidate])[spec.feature_names]
-            assert credit.predictor.predict_labels(frame)[0] == body.desired == cf.predicted
-            assert body.desired != credit.predictor.predict_labels(credit.rows.iloc[[i]])[0]
-        distances = [cf.distance for cf in body.items]
-        assert distances == sorted(distances)
+@pytest.mark.parametrize("data", ["credit", "cancer"])
+def test_every_dice_counterfactual_is_valid_and_reproducible(request, data):
+    fitted = request.getfixturevalue(data)
+    params = {"total_cfs": 3}
+    results, again = run(fitted, "counterfactuals", params, n=3), run(fitted, "counterfactuals", params, n=3)
+    assert results[0].backend.startswith("dice")
+    assert_valid_and_repeatable(fitted, results, again)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("data", ["credit", "cancer"])
+def test_alibi_counterfactual_proto_is_valid_and_reproducible(request, data):
+    import tensorflow  # noqa: F401 - part of the dev install: its absence must fail, not skip
+
+    fitted = request.getfixturevalue(data)
+    params = {"backend": "alibi-proto", "max_iterations": 200}
+    results, again = run(fitted, "counterfactuals", params, n=1), run(fitted, "counterfactuals", params, n=1)
+    assert results[0].backend == "alibi.CounterfactualProto"
+    assert_valid_and_repeatable(fitted, results, again)
 
 
 def test_invalid_candidates_are_named():
@@ -130,11 +154,13 @@ def test_invalid_candidates_are_named():
     assert check_candidate(spec, original, {**original, "income": -5.0}) == "income outside its range"
 
 
+@pytest.mark.parametrize("data", ["credit", "cancer"])
 @pytest.mark.parametrize("method", ["shap", "lime", "anchors", "counterfactuals"])
-def test_budget_overrun_is_an_error_not_a_hang(credit, method):
+def test_budget_overrun_is_an_error_not_a_hang(request, data, method):
+    fitted = request.getfixturevalue(data)
     params = {"algorithm": "permutation"} if method == "shap" else {}
     with pytest.raises(BudgetExceededError, match="budget exceeded"):
-        run(credit, method, params, n=1, budget=Budget(max_model_calls=50))
+        run(fitted, method, params, n=1, budget=Budget(max_model_calls=50))
 
 
 def test_regression_models_are_explained_and_anchors_refuse_them():
@@ -236,22 +262,3 @@ def test_reasons_read_like_sentences(credit):
         templates={"reason_first": "Mostly {feature}."},
     )
     assert custom.sentences[0] == f"Mostly {label[:1].upper() + label[1:]}."
-
-
-@pytest.mark.heavy
-def test_alibi_counterfactual_proto_gives_valid_counterfactuals(credit):
-    import tensorflow  # noqa: F401 - part of the dev install: its absence must fail, not skip
-
-    # Known gap (issue #3 stays open): TensorFlow's optimiser is not bit-for-bit reproducible here, so
-    # unlike every other method two runs can differ in the last digits; validity is what is asserted.
-    [result] = run(credit, "counterfactuals", {"backend": "alibi-proto", "max_iterations": 200}, n=1)
-    assert result.backend == "alibi.CounterfactualProto"
-    body = result.body
-    assert body.items, body.rejection_reasons
-    spec = credit.predictor.spec
-    original = credit.rows.iloc[0].to_dict()
-    for cf in body.items:
-        candidate = {**original, **{c.feature: c.to_value for c in cf.changes}}
-        assert check_candidate(spec, original, candidate) is None
-        frame = pd.DataFrame([candidate])[spec.feature_names]
-        assert credit.predictor.predict_labels(frame)[0] == body.desired
