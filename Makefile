@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip uv
-	$(VENV)/bin/uv pip install --python $(PY) -e '.[dev,tensorflow]'
+	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode -e '.[dev,tensorflow]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -2,11 +2,19 @@
 
 Every hash in the ledger is over these bytes, so they are produced here and nowhere else. Values that
 JSON cannot carry (NaN, infinities) are refused with the path of the offending value, never coerced.
+
+The common case goes through the standard library's C JSON encoder, ten times faster than a pure-Python
+JCS writer: its output is RFC 8785 except for the spelling of floats (ECMAScript's Number-to-String is
+applied to each) and for cases it is never trusted with — non-ASCII text (key order by UTF-16 units),
+integers past 2**53, non-string keys, tuples. Those, and anything odd, go to the `rfc8785` package, so
+both paths give the same bytes (a property test holds them to it).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,8 +52,83 @@ def check_json_value(value: Any, path: str = "") -> None:
 
 def canonical_bytes(value: Any) -> bytes:
     """Encode a JSON value as RFC 8785 bytes; raises NonCanonicalValueError on non-JSON input."""
+    fast = _fast_canonical(value)
+    if fast is not None:
+        return fast
     try:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         check_json_value(value)  # raises with the path when we can name it
         raise NonCanonicalValueError("", str(exc)) from exc
+
+
+_MAX_SAFE_INT_DIGITS = len(str(_MAX_SAFE_INT))
+
+
+def _checked_int(token: str) -> int:
+    value = int(token)
+    if len(token) >= _MAX_SAFE_INT_DIGITS and abs(value) > _MAX_SAFE_INT:
+        raise ValueError("integer outside the I-JSON range")
+    return value
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"))
+_DECODER = json.JSONDecoder(parse_int=_checked_int)
+# the floats Python spells unlike ECMAScript: integral ones ("2.0") and those with an exponent ("1e-05");
+# every number the encoder writes stands after ":", "[", "," (or alone) and before ",", "]", "}" (or the end)
+_RESPELL = re.compile(r"[:,\[](-?[0-9]+(?:\.0|(?:\.[0-9]+)?e[-+][0-9]+))(?=[,\]}])")
+_RESPELL_HINTS = (".0,", ".0]", ".0}", "e-", "e+")
+
+
+def _fast_canonical(value: Any) -> bytes | None:
+    """RFC 8785 bytes from the C encoder, or None when this value needs the careful path."""
+    try:
+        text = _ENCODER.encode(value)
+    except (TypeError, ValueError):
+        return None
+    if not text.isascii():  # key order by UTF-16 units: leave it to the careful path
+        return None
+    if text[0] not in "{[":
+        text = es_number(value) if isinstance(value, float) else text
+    elif any(hint in text for hint in _RESPELL_HINTS):
+        text = _RESPELL.sub(_respell_float, text)
+    # what was written must read back as the value itself: no key coerced to a string, no tuple turned
+    # into a list, no integer past 2**53, no digits in a string mistaken for a float above
+    try:
+        if _DECODER.decode(text) != value:
+            return None
+    except ValueError:
+        return None
+    return text.encode("ascii")
+
+
+def _respell_float(match: re.Match[str]) -> str:
+    return match.group(0)[0] + es_number(float(match.group(1)))
+
+
+def es_number(f: float) -> str:
+    """ECMAScript Number::toString of a finite float (RFC 8785 §3.2.2.3), from Python's shortest repr."""
+    if f == 0:
+        return "0"
+    if f < 0:
+        return "-" + es_number(-f)
+    digits, _, exponent_text = repr(f).partition("e")
+    exponent = int(exponent_text) if exponent_text else 0
+    whole, _, fraction = digits.partition(".")
+    if fraction == "0":
+        fraction = ""
+    if exponent == 0:
+        return f"{whole}.{fraction}" if fraction else whole
+    # one digit before the point whenever Python used an exponent: significand digits and decimal exponent
+    significand = whole + fraction
+    point = exponent + 1  # digits before the decimal point
+    if 0 < exponent < 21:
+        return (
+            significand + "0" * (point - len(significand))
+            if point >= len(significand)
+            else (f"{significand[:point]}.{significand[point:]}")
+        )
+    if -7 < exponent < 0:
+        return "0." + "0" * (-exponent - 1) + significand
+    mantissa = f"{significand[0]}.{significand[1:]}" if len(significand) > 1 else significand
+    return f"{mantissa}e{'+' if exponent > 0 else '-'}{abs(exponent)}"

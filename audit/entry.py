@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from audit.canonical import canonical_bytes, check_json_value
+from audit.errors import NonCanonicalValueError
 
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
@@ -41,11 +42,17 @@ class EntryDraft:
 
     type: str
     payload: dict[str, Any] = field(default_factory=dict)
+    canonical_payload: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.type or not isinstance(self.type, str):
             raise ValueError("entry type must be a non-empty string")
-        check_json_value(self.payload, "payload")
+        try:  # encoding checks the payload too, and the bytes are reused by StoredEntry.build
+            encoded = canonical_bytes(self.payload)
+        except NonCanonicalValueError:
+            check_json_value(self.payload, "payload")  # raises naming the field at fault
+            raise
+        object.__setattr__(self, "canonical_payload", encoded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +68,21 @@ class StoredEntry:
     @classmethod
     def build(cls, *, index: int, draft: EntryDraft, recorded_at: datetime) -> StoredEntry:
         stamp = format_timestamp(recorded_at)
-        data = canonical_bytes({"index": index, "type": draft.type, "recorded_at": stamp, "payload": draft.payload})
+        # RFC 8785 orders the members index < payload < recorded_at < type; the payload's bytes are the
+        # draft's own canonical encoding, so the document is assembled rather than encoded again
+        data = b"".join(
+            (
+                b'{"index":',
+                canonical_bytes(index),
+                b',"payload":',
+                draft.canonical_payload,
+                b',"recorded_at":',
+                canonical_bytes(stamp),
+                b',"type":',
+                canonical_bytes(draft.type),
+                b"}",
+            )
+        )
         return cls(index=index, type=draft.type, recorded_at=stamp, canonical=data, leaf_hash=leaf_hash(data))
 
     def document(self) -> dict[str, Any]:

@@ -45,6 +45,12 @@ class Predictor(Protocol):
         """Raw model output (log-odds for boosted classifiers) when the model has one."""
         ...
 
+    def margin_and_scores(
+        self, frame: pd.DataFrame, *, transformed: Any = None
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """margin() and predict_scores(); ``transformed`` spares a pipeline its preprocessing a second time."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Budget:

@@ -38,6 +38,13 @@ class BasePredictor:
         """Raw model output (log-odds for boosted classifiers) when the model has one."""
         return None
 
+    def margin_and_scores(
+        self, frame: pd.DataFrame, *, transformed: Any = None
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """Both outputs; ``transformed`` is the frame already through the pipeline's preprocessing, when the
+        caller has it, so the preprocessing (most of the cost for a small batch) runs once, not twice."""
+        return self.margin(frame), self.predict_scores(frame)
+
     def predict_labels(self, frame: pd.DataFrame) -> list[str]:
         scores = self.predict_scores(frame)
         if not self.spec.is_classifier:
@@ -88,6 +95,23 @@ class SklearnPredictor(BasePredictor):
         if not hasattr(self.estimator, "decision_function"):
             return None
         return np.asarray(self.estimator.decision_function(frame), dtype=float)
+
+    def margin_and_scores(
+        self, frame: pd.DataFrame, *, transformed: Any = None
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        steps = getattr(self.estimator, "steps", None)
+        if transformed is None or not steps or len(steps) < 2:
+            return super().margin_and_scores(frame)
+        final = steps[-1][1]  # what Pipeline.predict_proba does after transform, on the same matrix
+        margin = (
+            np.asarray(final.decision_function(transformed), dtype=float)
+            if hasattr(final, "decision_function")
+            else None
+        )
+        if self.spec.is_classifier:
+            assert self._order is not None
+            return margin, np.asarray(final.predict_proba(transformed), dtype=float)[:, self._order]
+        return margin, np.asarray(final.predict(transformed), dtype=float).reshape(-1)
 
 
 def _numeric_matrix(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:

@@ -10,7 +10,10 @@ gives the same explanation whatever batch it was computed in.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+import weakref
 from typing import Any
 
 import numpy as np
@@ -24,6 +27,27 @@ from explain.versions import library_versions
 
 ALGORITHMS = ("auto", "tree", "linear", "kernel", "permutation")
 TREE_MODULE_HINTS = ("sklearn.ensemble", "sklearn.tree", "xgboost", "lightgbm")
+
+
+_PER_THREAD = threading.local()
+
+
+def _tree_explainer(model: Any) -> Any:
+    """One shap.TreeExplainer per model and thread: building it walks every tree (milliseconds per batch
+    otherwise), and shap_values sets attributes on it, so threads do not share one."""
+    import shap
+
+    cache: weakref.WeakKeyDictionary[Any, Any] | None = getattr(_PER_THREAD, "trees", None)
+    if cache is None:
+        cache = _PER_THREAD.trees = weakref.WeakKeyDictionary()
+    try:
+        return cache[model]
+    except (KeyError, TypeError):
+        pass
+    explainer = shap.TreeExplainer(model)
+    with contextlib.suppress(TypeError):  # not weak-referenceable (a raw booster handle): no cache
+        cache[model] = explainer
+    return explainer
 
 
 def _final_estimator(estimator: Any) -> tuple[Any, Any | None]:
@@ -136,12 +160,14 @@ class ShapExplainer(Explainer):
         spec = self.predictor.spec
         names = spec.feature_names
         started = time.perf_counter()
+        transformed: Any = None
         if self.predictor.format in ("xgboost-json", "xgboost-ubj", "lightgbm-text"):
             matrix = rows[names].astype(float).to_numpy()
             background = self.background.frame[names].astype(float).to_numpy()
             mapping: list[int] | None = list(range(len(names)))
         else:
-            matrix = _dense(prep.transform(rows)) if prep is not None else rows.to_numpy(dtype=float)
+            transformed = prep.transform(rows) if prep is not None else None
+            matrix = _dense(transformed) if transformed is not None else rows.to_numpy(dtype=float)
             background = matrix[:0]
             if algorithm == "linear":  # only the linear masker needs the transformed background
                 background = (
@@ -154,7 +180,7 @@ class ShapExplainer(Explainer):
             return None
         meter.charge(len(rows))
         if algorithm == "tree":
-            explainer = shap.TreeExplainer(final)
+            explainer = _tree_explainer(final)
             backend, params = (
                 "shap.TreeExplainer",
                 {"algorithm": "tree", "feature_perturbation": "tree_path_dependent"},
@@ -165,8 +191,7 @@ class ShapExplainer(Explainer):
         explanation = explainer(matrix)
         values = np.asarray(explanation.values, dtype=float)
         base = np.asarray(explanation.base_values, dtype=float)
-        margin = self.predictor.margin(rows)
-        proba = self.predictor.predict_scores(rows)
+        margin, proba = self.predictor.margin_and_scores(rows, transformed=transformed)
         compute_ms = (time.perf_counter() - started) * 1000 / max(1, len(rows))
         results = []
         for i, target in enumerate(targets):

@@ -7,6 +7,7 @@ itself once the server is back.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -75,6 +76,9 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+        # SQLite lets one writer in at a time and makes the others poll with growing sleeps (up to 100 ms
+        # each); writers of this process queue on a mutex instead, and each starts the moment the last ends.
+        self._sqlite_writer = threading.RLock()
 
     @property
     def dialect(self) -> str:
@@ -96,20 +100,27 @@ class Database:
     @contextmanager
     def unit_of_work(self, *, write: bool = True) -> Iterator[UnitOfWork]:
         """Commit on success, roll back on any error; database errors leave as StorageError subclasses."""
-        session = self._sessions()
-        if self.dialect == "sqlite":
-            session.connection(execution_options={"rationale_write": write})
+        serialized = write and self.dialect == "sqlite"
+        if serialized:
+            self._sqlite_writer.acquire()
         try:
-            yield UnitOfWork(session)
-            session.commit()
-        except exc.SQLAlchemyError as error:
-            _rollback_quietly(session)
-            raise translate(error) from error
-        except BaseException:
-            _rollback_quietly(session)
-            raise
+            session = self._sessions()
+            if self.dialect == "sqlite":
+                session.connection(execution_options={"rationale_write": write})
+            try:
+                yield UnitOfWork(session)
+                session.commit()
+            except exc.SQLAlchemyError as error:
+                _rollback_quietly(session)
+                raise translate(error) from error
+            except BaseException:
+                _rollback_quietly(session)
+                raise
+            finally:
+                session.close()
         finally:
-            session.close()
+            if serialized:
+                self._sqlite_writer.release()
 
     def alembic_config(self) -> Config:
         cfg = Config()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.records import DecisionRecord, ExplanationRecord, JobRecord, ModelVersionRecord, NewJob
@@ -125,28 +125,30 @@ class JobRepository:
                 select(JobRow).where(JobRow.decision_id.in_(decision_ids[start : start + 500]))
             ).scalars():
                 existing_rows[(row.decision_id, row.method, row.params_hash)] = row
+        fresh: list[dict[str, Any]] = []
         for position, job in enumerate(jobs):
             existing = existing_rows.get((job.decision_id, job.method, job.params_hash))
             if existing is not None:
                 out.append(_job(existing))
                 continue
-            row = JobRow(
-                id=job.id,
-                decision_id=job.decision_id,
-                model_version_id=job.model_version_id,
-                method=job.method,
-                params=job.params,
-                params_hash=job.params_hash,
-                target=job.target,
-                state="queued",
-                attempts=0,
-                max_attempts=3,
-                created_at=now + timedelta(microseconds=position),  # keeps FIFO order within a batch
-                updated_at=now,
-            )
-            self.session.add(row)
-            out.append(_job(row))
-        self.session.flush()
+            fields: dict[str, Any] = {
+                "id": job.id,
+                "decision_id": job.decision_id,
+                "model_version_id": job.model_version_id,
+                "method": job.method,
+                "params": job.params,
+                "params_hash": job.params_hash,
+                "target": job.target,
+                "state": "queued",
+                "attempts": 0,
+                "max_attempts": 3,
+                "created_at": now + timedelta(microseconds=position),  # keeps FIFO order within a batch
+                "updated_at": now,
+            }
+            fresh.append(fields)
+            out.append(JobRecord(**fields, error=None, lease_owner=None, lease_expires_at=None, explanation_id=None))
+        if fresh:
+            self.session.execute(insert(JobRow), fresh)  # one executemany, not a flush per row
         return out
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -230,14 +232,30 @@ class JobRepository:
 
     def complete(self, *, job_id: str, owner: str, explanation_id: str, now: datetime) -> bool:
         """Mark done only if ``owner`` still holds the job; False means another worker took it over."""
-        return self._fenced_update(
-            job_id,
-            owner,
-            state="succeeded",
-            explanation_id=explanation_id,
-            updated_at=now,
-            lease_expires_at=None,
+        return job_id in self.complete_many(owner=owner, explanations={job_id: explanation_id}, now=now)
+
+    def complete_many(self, *, owner: str, explanations: Mapping[str, str], now: datetime) -> set[str]:
+        """Mark a batch done (job id -> explanation id) in two statements; returns the ids ``owner`` still
+        held, which are the only ones marked. The held rows are locked first (PostgreSQL), so no other
+        worker can reclaim one between the check and the write."""
+        if not explanations:
+            return set()
+        held_query = select(JobRow.id).where(
+            JobRow.id.in_(list(explanations)), JobRow.state == "running", JobRow.lease_owner == owner
         )
+        if self.session.get_bind().dialect.name == "postgresql":
+            held_query = held_query.with_for_update()
+        held = set(self.session.execute(held_query).scalars())
+        if held:
+            table = cast(Table, JobRow.__table__)
+            self.session.execute(
+                update(table)
+                .where(table.c.id == bindparam("held_id"), table.c.state == "running", table.c.lease_owner == owner)
+                .values(state="succeeded", explanation_id=bindparam("new_explanation_id"), updated_at=now)
+                .values(lease_expires_at=None),
+                [{"held_id": job_id, "new_explanation_id": explanations[job_id]} for job_id in held],
+            )
+        return held
 
     def fail(self, *, job_id: str, owner: str, error: str, now: datetime, retry: bool) -> bool:
         job = self.session.get(JobRow, job_id)
@@ -278,8 +296,13 @@ class ExplanationRepository:
         self.session = session
 
     def add(self, **fields: Any) -> ExplanationRecord:
-        self.session.execute(insert(ExplanationRow), [fields])
-        return ExplanationRecord(**{k: v for k, v in fields.items() if k in ExplanationRecord.__slots__})
+        return self.add_many([fields])[0]
+
+    def add_many(self, rows: Sequence[dict[str, Any]]) -> list[ExplanationRecord]:
+        """Insert a batch in one statement (executemany)."""
+        if rows:
+            self.session.execute(insert(ExplanationRow), list(rows))
+        return [ExplanationRecord(**{k: v for k, v in r.items() if k in ExplanationRecord.__slots__}) for r in rows]
 
     def find(self, decision_id: str, method: str, params_hash: str) -> ExplanationRecord | None:
         row = self.session.execute(

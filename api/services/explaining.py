@@ -133,11 +133,7 @@ class JobRunner:
     ) -> list[JobOutcome]:
         method = jobs[0].method
         rows = frame_from_rows(loaded.spec, [decisions[j.decision_id].inputs for j in jobs])
-        targets: list[Target] | None = None
-        if any(j.target for j in jobs):
-            predicted = loaded.predictor.predict_labels(rows)
-            labels = list(loaded.spec.class_labels)
-            targets = [Target(labels.index(j.target or predicted[k])) for k, j in enumerate(jobs)]
+        targets = _targets(loaded, jobs, decisions)
         explainer = create_explainer(  # never shared between threads: built per batch
             method, predictor=loaded.predictor, background=loaded.background, params=jobs[0].params
         )
@@ -151,9 +147,9 @@ class JobRunner:
         by_id = {j.id: j for j in jobs}
         succeeded = failed = fenced = 0
         now = self.services.clock()
+        pending: list[tuple[JobRecord, JobOutcome, str]] = []
         with self.services.db.unit_of_work() as uow:
-            drafts: list[EntryDraft] = []
-            pending: list[tuple[JobRecord, JobOutcome, str]] = []
+            done: dict[str, str] = {}
             for outcome in outcomes:
                 job = by_id[outcome.job_id]
                 if not outcome.ok and outcome.retry and job.attempts < job.max_attempts:
@@ -161,35 +157,38 @@ class JobRunner:
                     continue
                 explanation_id = uuid.uuid4().hex
                 if outcome.ok:
-                    if not uow.jobs.complete(job_id=job.id, owner=self.owner, explanation_id=explanation_id, now=now):
-                        fenced += 1
-                        continue
-                else:
-                    if not uow.jobs.fail(
-                        job_id=job.id, owner=self.owner, error=outcome.error or "", now=now, retry=False
-                    ):
-                        fenced += 1
-                        continue
-                drafts.append(EntryDraft(*self._entry(job, outcome, explanation_id)))
+                    done[job.id] = explanation_id
+                elif not uow.jobs.fail(
+                    job_id=job.id, owner=self.owner, error=outcome.error or "", now=now, retry=False
+                ):
+                    fenced += 1
+                    continue
                 pending.append((job, outcome, explanation_id))
+            held = uow.jobs.complete_many(owner=self.owner, explanations=done, now=now)
+            fenced += len(done) - len(held)
+            pending = [p for p in pending if not p[1].ok or p[0].id in held]
+            drafts = [EntryDraft(*self._entry(job, outcome, eid)) for job, outcome, eid in pending]
             entries = self.services.ledger.append(uow.ledger, drafts) if drafts else []
+            rows = []
             for (job, outcome, explanation_id), entry in zip(pending, entries, strict=True):
-                body = entry.payload
-                uow.explanations.add(
-                    id=explanation_id,
-                    decision_id=job.decision_id,
-                    method=job.method,
-                    params_hash=job.params_hash,
-                    status="succeeded" if outcome.ok else "failed",
-                    body=body,
-                    ledger_index=entry.index,
-                    created_at=now,
-                    job_id=job.id,
+                rows.append(
+                    {
+                        "id": explanation_id,
+                        "decision_id": job.decision_id,
+                        "method": job.method,
+                        "params_hash": job.params_hash,
+                        "status": "succeeded" if outcome.ok else "failed",
+                        "body": entry.payload,
+                        "ledger_index": entry.index,
+                        "created_at": now,
+                        "job_id": job.id,
+                    }
                 )
                 if outcome.ok:
                     succeeded += 1
                 else:
                     failed += 1
+            uow.explanations.add_many(rows)
         metrics = self.services.metrics
         for job, outcome, _ in pending:
             metrics.explanations.labels(job.method, "succeeded" if outcome.ok else "failed").inc()
@@ -217,6 +216,23 @@ class JobRunner:
         until = self.services.clock() + timedelta(seconds=self.services.settings.lease_seconds)
         with self.services.db.unit_of_work() as uow:
             uow.jobs.renew(owner=self.owner, job_ids=list(job_ids), until=until)
+
+
+def _targets(
+    loaded: LoadedModel, jobs: Sequence[JobRecord], decisions: dict[str, DecisionRecord]
+) -> list[Target] | None:
+    """The requested class, else the class the model gave when the decision was recorded (same model
+    version, so the same as predicting again, without paying for it)."""
+    if not loaded.spec.is_classifier:
+        return None
+    labels = list(loaded.spec.class_labels)
+    targets = []
+    for job in jobs:
+        label = job.target or decisions[job.decision_id].output.get("label")
+        if label not in labels:
+            return None  # not a label we know: let the explainer predict
+        targets.append(Target(labels.index(label)))
+    return targets
 
 
 __all__ = ["BatchReport", "BudgetExceededError", "JobOutcome", "JobRunner", "derive_seed", "new_owner"]
