@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api.container import Services, build_services
 from api.errors import install_error_handlers
+from api.review import pages as review_pages
 from api.routes import decisions, exports, health, jobs, ledger, models
 from api.settings import Settings
 from api.workers.local_pool import LocalWorkerPool
@@ -70,4 +71,5 @@ def create_app(
     install_error_handlers(app)
     for router in (health.router, models.router, decisions.router, jobs.router, ledger.router, exports.router):
         app.include_router(router)
+    app.include_router(review_pages.router)
     return app

@@ -126,6 +126,7 @@ def run_demo(settings: Settings, *, decisions: int, serve: bool, host: str, port
     if checkpoint is not None:
         print(f"signed checkpoint at tree size {checkpoint.tree_size} (key {checkpoint.key_id})")
     base = f"http://{host}:{port}"
+    print(f"\nReviewer pages: {base}/review (search, dossiers, export bundles)")
     print("\nTry:")
     print(f"  curl -s {base}/v1/decisions/{ids[0]} | python3 -m json.tool")
     print(f"  curl -s '{base}/v1/decisions?model={model}&limit=5' | python3 -m json.tool")

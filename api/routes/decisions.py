@@ -26,6 +26,7 @@ from api.schemas import (
     OutcomeCreate,
     OutcomeRecorded,
 )
+from api.services import searching
 from api.services.decisions import record_decisions, request_explanations
 from api.services.outcomes import record_outcome
 from api.services.reading import read_decision
@@ -116,33 +117,11 @@ def search_decisions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> DecisionPage:
     """Filtered search with keyset pagination: pass ``next_cursor`` back as ``cursor``."""
-    after: int | None = None
-    if cursor is not None:
-        if not cursor.isdigit():
-            raise InvalidRequestError("cursor must be a value returned as next_cursor", field="cursor")
-        after = int(cursor)
-    for name, moment in (("since", since), ("until", until)):
-        if moment is not None and moment.tzinfo is None:
-            raise InvalidRequestError(f"{name} must include a timezone, e.g. 2026-03-01T00:00:00Z", field=name)
-    with services.db.unit_of_work(write=False) as uow:
-        model_ids = None
-        if model is not None:
-            name, _, version = model.partition("@")
-            records = [r for r in uow.models.list(name=name) if not version or r.version == version]
-            model_ids = [r.id for r in records]
-        items, next_cursor = uow.decisions.search(
-            model_version_ids=model_ids,
-            subject_ref=subject_ref,
-            outcome=outcome,
-            since=since,
-            until=until,
-            cursor=after,
-            limit=limit,
-        )
-    return DecisionPage(
-        items=[decision_summary(r) for r in items],
-        next_cursor=str(next_cursor) if next_cursor is not None else None,
+    query = searching.DecisionQuery(
+        model=model, subject_ref=subject_ref, outcome=outcome, since=since, until=until, cursor=cursor, limit=limit
     )
+    items, next_cursor = searching.search_decisions(services, query)
+    return DecisionPage(items=[decision_summary(r) for r in items], next_cursor=next_cursor)
 
 
 @router.get("/{decision_id}", response_model=DecisionPublic)
