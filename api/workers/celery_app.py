@@ -121,6 +121,9 @@ class CeleryDispatcher:
 
 def run_celery_worker(settings: Settings, *, concurrency: int | None) -> int:
     """`rationale worker` in celery mode: a prefork worker consuming wake-ups from the broker."""
+    from api.workers.warmup import import_explainers
+
+    import_explainers()  # before the fork: every child starts with shap loaded, not its first job
     app = make_celery(settings)
     argv = [
         "worker",

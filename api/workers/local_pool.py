@@ -28,6 +28,9 @@ class LocalWorkerPool:
         self._count_lock = threading.Lock()
 
     def start(self) -> None:
+        from api.workers.warmup import import_explainers_in_background
+
+        import_explainers_in_background()
         self.services.on_jobs_queued(self.wake)
         for runner in self.runners:
             thread = threading.Thread(target=self._loop, args=(runner,), name=runner.owner, daemon=True)
