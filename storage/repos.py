@@ -84,11 +84,14 @@ class DecisionRepository:
         until: datetime | None = None,
         cursor: int | None = None,
         limit: int = 100,
+        decision_ids: Sequence[str] | None = None,
     ) -> tuple[list[DecisionRecord], int | None]:
         """Keyset pagination on the storage sequence: stable under concurrent inserts."""
         query = select(DecisionRow, OutcomeRow.body).outerjoin(
             OutcomeRow, OutcomeRow.decision_id == DecisionRow.decision_id
         )
+        if decision_ids is not None:
+            query = query.where(DecisionRow.decision_id.in_(list(decision_ids)))
         if model_version_ids is not None:
             query = query.where(DecisionRow.model_version_id.in_(list(model_version_ids) or [-1]))
         if subject_ref is not None:

@@ -72,27 +72,29 @@ def _select(services: Services, flt: ExportFilter) -> list[str]:
         if flt.model:
             name, _, version = flt.model.partition("@")
             model_ids = [r.id for r in uow.models.list(name=name) if not version or r.version == version]
-        ids: list[str] = []
+        found: dict[str, int] = {}  # decision id -> storage sequence
         subjects: list[str | None] = list(flt.subject_refs) if flt.subject_refs else [None]
+        # named decisions are looked up by id (in slices), not found by reading every decision
+        named = list(dict.fromkeys(flt.decision_ids)) if flt.decision_ids is not None else None
+        slices = [named[i : i + 500] for i in range(0, len(named), 500)] if named is not None else [None]
         for subject in subjects:
-            cursor = None
-            while True:
-                page, cursor = uow.decisions.search(
-                    model_version_ids=model_ids,
-                    subject_ref=subject,
-                    outcome=flt.outcome,
-                    since=flt.since,
-                    until=flt.until,
-                    cursor=cursor,
-                    limit=1000,
-                )
-                ids += [d.decision_id for d in page]
-                if cursor is None:
-                    break
-    if flt.decision_ids is not None:
-        wanted = set(flt.decision_ids)
-        ids = [i for i in ids if i in wanted]
-    return list(dict.fromkeys(ids))
+            for wanted in slices:
+                cursor = None
+                while True:
+                    page, cursor = uow.decisions.search(
+                        model_version_ids=model_ids,
+                        subject_ref=subject,
+                        outcome=flt.outcome,
+                        since=flt.since,
+                        until=flt.until,
+                        cursor=cursor,
+                        limit=1000,
+                        decision_ids=wanted,
+                    )
+                    found.update((d.decision_id, d.seq) for d in page)
+                    if cursor is None:
+                        break
+    return sorted(found, key=found.__getitem__)
 
 
 def create_export(

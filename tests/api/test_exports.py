@@ -229,3 +229,18 @@ def test_an_empty_selection_is_a_404(client, registered):
     resp = client.post("/v1/exports", json={"model": "credit@1", "subject_refs": ["nobody"]})
     assert resp.status_code == 404
     assert client.post("/v1/exports", json={"nonsense": 1}).status_code == 422
+
+
+def test_named_decisions_are_selected_with_the_other_filters(client, services, registered):
+    from api.services.exports import ExportFilter, _select
+
+    rows = applicant_rows(6)
+    batch = [
+        {"decision_id": f"n-{i}", "model": "credit@1", "inputs": r, "subject_ref": f"s-{i % 2}"}
+        for i, r in enumerate(rows)
+    ]
+    assert client.post("/v1/decisions", json={"decisions": batch}).status_code == 201
+    named = ["n-5", "n-0", "n-3", "n-0", "missing"]
+    assert _select(services, ExportFilter(decision_ids=named)) == ["n-0", "n-3", "n-5"]  # storage order, once
+    assert _select(services, ExportFilter(decision_ids=named, subject_refs=["s-1"])) == ["n-3", "n-5"]
+    assert _select(services, ExportFilter(decision_ids=named, model="other")) == []
