@@ -41,7 +41,7 @@ class Metrics:
             "rationale_batch_size",
             "Jobs per micro-batch",
             ["method"],
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
             registry=self.registry,
         )
         self.queue_depth = Gauge("rationale_queue_depth", "Explanation jobs queued or running", registry=self.registry)
@@ -52,6 +52,11 @@ class Metrics:
         )
         self.configured_batch_window = Gauge(
             "rationale_config_batch_window_seconds", "Configured micro-batch window", registry=self.registry
+        )
+        self.configured_explain_processes = Gauge(
+            "rationale_config_explain_processes",
+            "Child processes computing the embedded pool's explanations (0: in its threads)",
+            registry=self.registry,
         )
 
     def render(self) -> bytes:

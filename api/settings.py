@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     executor: Literal["local", "celery"] = "local"
     broker_url: str = "redis://127.0.0.1:6379/0"
     workers: int = Field(default=2, ge=0, description="in-process explanation threads (local executor)")
+    explain_processes: int = Field(
+        default=1,
+        ge=0,
+        description="child processes computing the local pool's explanations, so the GIL-bound explainer "
+        "libraries do not stall recording (0: compute in the worker threads)",
+    )
     batch_size: int = Field(default=32, ge=1, description="jobs explained in one vectorised call")
     batch_window_ms: int = Field(default=20, ge=0, description="wait this long to fill a batch")
     lease_seconds: float = Field(default=120.0, gt=0, description="a claimed job returns to the queue after this")

@@ -4,6 +4,10 @@ explainer server does; (c) through Rationale's HTTP API end to end (recorded, ex
 with the embedded pool; (d) the same with 2 Celery worker processes on Redis.
 
     .venv/bin/python bench/throughput.py [--decisions N] [--kernel-decisions N]
+
+The service's configuration comes from RATIONALE_BENCH_BATCH_SIZE (default 256 jobs per micro-batch),
+RATIONALE_BENCH_WORKERS (2 worker threads) and RATIONALE_BENCH_EXPLAIN_PROCESSES (1 child process computing
+the embedded pool's explanations); the table's header repeats them.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from explain.samples import credit_spec, make_credit_frame
 
 BROKER = os.environ.get("RATIONALE_BENCH_BROKER_URL", "redis://127.0.0.1:6379/10")
 POSTGRES_ADMIN = os.environ.get("RATIONALE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-BATCH_SIZE = int(os.environ.get("RATIONALE_BENCH_BATCH_SIZE", "64"))
+BATCH_SIZE = int(os.environ.get("RATIONALE_BENCH_BATCH_SIZE", "256"))
+WORKERS = int(os.environ.get("RATIONALE_BENCH_WORKERS", "2"))
+EXPLAIN_PROCESSES = int(os.environ.get("RATIONALE_BENCH_EXPLAIN_PROCESSES", "1"))
 
 
 def gbm_pipeline() -> Any:
@@ -184,7 +190,8 @@ def through_api(
         "RATIONALE_EXECUTOR": "celery" if celery_workers else "local",
         "RATIONALE_BROKER_URL": BROKER,
         "RATIONALE_BATCH_SIZE": str(BATCH_SIZE),
-        "RATIONALE_WORKERS": "2",
+        "RATIONALE_WORKERS": str(WORKERS),
+        "RATIONALE_EXPLAIN_PROCESSES": str(EXPLAIN_PROCESSES),
     }
     quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
     procs = []
@@ -274,6 +281,10 @@ def main() -> None:
 
     columns = ("(a) batch", "(b) per row", "(c) API SQLite", "(c) API PG", "(d) 2 Celery PG")
     print(f"decisions explained per second ({os.cpu_count()} cores; API = `rationale serve` over HTTP)")
+    print(
+        f"service: batch size {BATCH_SIZE}, {WORKERS} worker threads, {EXPLAIN_PROCESSES} explain process(es) "
+        f"(local pool); Celery: 2 `rationale worker` processes, 1 thread each"
+    )
     print(f"{'workload':<40}{'n':>6}" + "".join(f"{c:>17}" for c in columns) + f"{'(c)/(a)':>9}")
     for name, count, figs in results:
         print(f"{name:<40}{count:>6}" + "".join(f"{v:>17,.1f}" for v in figs) + f"{figs[2] / figs[0]:>9.2f}")

@@ -34,4 +34,5 @@ def metrics(services: ServicesDep) -> Response:
     m.queue_depth.set(states.get("queued", 0) + states.get("running", 0))
     m.configured_batch_size.set(services.settings.batch_size)
     m.configured_batch_window.set(services.settings.batch_window_ms / 1000)
+    m.configured_explain_processes.set(services.settings.explain_processes)
     return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -20,12 +20,12 @@ from typing import Any
 from api.container import Services
 from api.services.model_cache import LoadedModel
 from audit.entry import EntryDraft
-from explain.base import Target
+from explain.base import Budget, Target
 from explain.errors import BudgetExceededError, ExplainError
 from explain.predictor import frame_from_rows
 from explain.registry import create_explainer
 from explain.results import ExplanationResult
-from storage.records import DecisionRecord, JobRecord
+from storage.records import DecisionRecord, JobRecord, ModelVersionRecord
 
 log = logging.getLogger("rationale.jobs")
 
@@ -60,12 +60,46 @@ def new_owner(prefix: str = "local") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-class JobRunner:
-    """Claims and runs batches of jobs for one worker identity (``owner``)."""
+@dataclass(frozen=True, slots=True)
+class ComputeRequest:
+    """One micro-batch's computation as plain picklable values, so it can run in another process."""
 
-    def __init__(self, services: Services, *, owner: str) -> None:
+    model: ModelVersionRecord
+    method: str
+    params: dict[str, Any]
+    inputs: list[dict[str, Any]]
+    seeds: list[int]
+    targets: list[Target] | None
+    budget: Budget
+
+
+class ComputeUnavailableError(RuntimeError):
+    """The process computing a batch died (killed, out of memory, a crash in native code): retry the jobs."""
+
+
+Compute = Callable[[ComputeRequest], list[ExplanationResult]]
+
+
+def compute(request: ComputeRequest, loaded: LoadedModel) -> list[ExplanationResult]:
+    """Explain a batch in one vectorised call; the explainer is built here, so it is never shared."""
+    rows = frame_from_rows(loaded.spec, request.inputs)
+    explainer = create_explainer(
+        request.method, predictor=loaded.predictor, background=loaded.background, params=request.params
+    )
+    return explainer.explain(rows, seeds=request.seeds, targets=request.targets, budget=request.budget)
+
+
+class JobRunner:
+    """Claims and runs batches of jobs for one worker identity (``owner``).
+
+    ``compute`` runs a batch's computation elsewhere (the embedded pool's child processes); by default it
+    runs in the calling thread. Claiming, fencing and recording always happen here.
+    """
+
+    def __init__(self, services: Services, *, owner: str, compute: Compute | None = None) -> None:
         self.services = services
         self.owner = owner
+        self.compute = compute
         self.in_flight: tuple[str, ...] = ()  # read by the lease heartbeat
 
     def run_batch(self, *, limit: int | None = None, job_ids: Sequence[str] | None = None) -> BatchReport:
@@ -116,6 +150,9 @@ class JobRunner:
     ) -> list[JobOutcome]:
         try:
             return self._explain_together(loaded, jobs, decisions)
+        except ComputeUnavailableError as exc:  # not the jobs' fault: back to the queue, attempt counted
+            log.warning("%d %s jobs go back to the queue: %s", len(jobs), jobs[0].method, exc)
+            return [JobOutcome(j.id, False, error=str(exc), retry=True) for j in jobs]
         except ExplainError as exc:
             if len(jobs) == 1:
                 return [JobOutcome(jobs[0].id, False, error=str(exc), retry=False)]
@@ -124,6 +161,8 @@ class JobRunner:
         for job in jobs:  # isolate the row at fault; the others still succeed
             try:
                 outcomes.extend(self._explain_together(loaded, [job], decisions))
+            except ComputeUnavailableError as exc:
+                outcomes.append(JobOutcome(job.id, False, error=str(exc), retry=True))
             except ExplainError as exc:
                 outcomes.append(JobOutcome(job.id, False, error=str(exc), retry=False))
         return outcomes
@@ -132,14 +171,16 @@ class JobRunner:
         self, loaded: LoadedModel, jobs: list[JobRecord], decisions: dict[str, DecisionRecord]
     ) -> list[JobOutcome]:
         method = jobs[0].method
-        rows = frame_from_rows(loaded.spec, [decisions[j.decision_id].inputs for j in jobs])
-        targets = _targets(loaded, jobs, decisions)
-        explainer = create_explainer(  # never shared between threads: built per batch
-            method, predictor=loaded.predictor, background=loaded.background, params=jobs[0].params
+        request = ComputeRequest(
+            model=loaded.record,
+            method=method,
+            params=jobs[0].params,
+            inputs=[decisions[j.decision_id].inputs for j in jobs],
+            seeds=[derive_seed(j.decision_id, j.method, j.params_hash) for j in jobs],
+            targets=_targets(loaded, jobs, decisions),
+            budget=loaded.budget_for(method, self.services.default_budget),
         )
-        seeds = [derive_seed(j.decision_id, j.method, j.params_hash) for j in jobs]
-        budget = loaded.budget_for(method, self.services.default_budget)
-        results = explainer.explain(rows, seeds=seeds, targets=targets, budget=budget)
+        results = self.compute(request) if self.compute is not None else compute(request, loaded)
         return [JobOutcome(j.id, True, result=r) for j, r in zip(jobs, results, strict=True)]
 
     def record(self, jobs: Sequence[JobRecord], outcomes: Sequence[JobOutcome]) -> tuple[int, int, int]:
@@ -235,4 +276,15 @@ def _targets(
     return targets
 
 
-__all__ = ["BatchReport", "BudgetExceededError", "JobOutcome", "JobRunner", "derive_seed", "new_owner"]
+__all__ = [
+    "BatchReport",
+    "BudgetExceededError",
+    "Compute",
+    "ComputeRequest",
+    "ComputeUnavailableError",
+    "JobOutcome",
+    "JobRunner",
+    "compute",
+    "derive_seed",
+    "new_owner",
+]

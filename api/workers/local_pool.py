@@ -1,8 +1,10 @@
 """The embedded executor: a few threads in the API process (or in `rationale worker`) running jobs.
 
 Each thread has its own worker identity and builds its own explainer objects, so nothing that is not
-thread-safe is ever shared. A heartbeat renews the leases of jobs in flight; if the process dies, the
-leases lapse and any worker (this one after a restart included) reclaims the jobs.
+thread-safe is ever shared. The threads claim and record; the computation itself runs in a few child
+processes (``explain_processes``, see compute_pool) so that it does not hold the API process's GIL.
+A heartbeat renews the leases of jobs in flight; if the process dies, the leases lapse and any worker
+(this one after a restart included) reclaims the jobs.
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ import time
 
 from api.container import Services
 from api.services.explaining import JobRunner, new_owner
+from api.workers.compute_pool import ComputePool
 
 log = logging.getLogger("rationale.workers")
 
 
 class LocalWorkerPool:
-    def __init__(self, services: Services, *, threads: int, name: str = "local") -> None:
+    def __init__(self, services: Services, *, threads: int, name: str = "local", processes: int | None = None) -> None:
         self.services = services
-        self.runners = [JobRunner(services, owner=new_owner(f"{name}{i}")) for i in range(threads)]
+        processes = services.settings.explain_processes if processes is None else processes
+        self.compute = ComputePool(processes=processes, blob_dir=services.settings.blob_dir) if processes else None
+        compute = self.compute.explain if self.compute is not None else None
+        self.runners = [JobRunner(services, owner=new_owner(f"{name}{i}"), compute=compute) for i in range(threads)]
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -30,7 +36,10 @@ class LocalWorkerPool:
     def start(self) -> None:
         from api.workers.warmup import import_explainers_in_background
 
-        import_explainers_in_background()
+        if self.compute is not None:
+            self.compute.start()
+        else:
+            import_explainers_in_background()
         self.services.on_jobs_queued(self.wake)
         for runner in self.runners:
             thread = threading.Thread(target=self._loop, args=(runner,), name=runner.owner, daemon=True)
@@ -49,6 +58,8 @@ class LocalWorkerPool:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self.compute is not None:
+            self.compute.stop()
 
     def _loop(self, runner: JobRunner) -> None:
         settings = self.services.settings

@@ -74,5 +74,6 @@ def test_bad_proof_requests_are_4xx(client, registered):
 def test_metrics_and_health(client, registered):
     text = client.get("/metrics").text
     assert "rationale_ledger_entries 1.0" in text
-    assert "rationale_queue_depth" in text and "rationale_config_batch_size" in text
+    assert "rationale_queue_depth" in text and "rationale_config_batch_size 32.0" in text
+    assert "rationale_config_batch_window_seconds 0.02" in text and "rationale_config_explain_processes 1.0" in text
     assert client.get("/healthz").json()["status"] == "ok"

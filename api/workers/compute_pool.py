@@ -1,0 +1,154 @@
+"""Explanations computed in child processes of the embedded pool.
+
+shap's TreeSHAP loop is C code that keeps the GIL, and KernelSHAP, LIME and anchors are mostly Python: in
+one process they stall everything else the service does (taking HTTP requests, recording decisions,
+appending results to the ledger). The embedded pool's threads therefore hand the pure computation —
+inputs in, results out — to a few child processes, and keep every database and ledger write in the
+parent, so a child holds no lease, no connection and no state worth losing: if it dies, the batch is
+returned to the queue and a new child takes its place.
+
+Children load model versions from the blob store themselves (by content hash), once per version.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from api.services.explaining import ComputeRequest, ComputeUnavailableError, compute
+from explain import errors
+from explain.errors import ExplainError
+from explain.results import ExplanationResult
+
+log = logging.getLogger("rationale.workers")
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    kind: str
+    message: str
+
+
+# Errors a child reports by class name; the parent raises the same class with the same message.
+_ERRORS: dict[str, type[ExplainError]] = {
+    cls.__name__: cls
+    for cls in (
+        errors.ExplainError,
+        errors.ArtifactError,
+        errors.UnsupportedModelError,
+        errors.UnknownMethodError,
+        errors.BudgetExceededError,
+        errors.ExplainerFailedError,
+    )
+}
+
+
+class ComputePool:
+    """A process pool for explanation batches; thread-safe; restarts itself after a child dies."""
+
+    def __init__(self, *, processes: int, blob_dir: Path) -> None:
+        if processes < 1:
+            raise ValueError("a compute pool needs at least one process")
+        self.processes = processes
+        self._blob_dir = blob_dir
+        self._lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Start the children and import the explainer libraries in them before the first batch."""
+        executor = self._ensure()
+        for _ in range(self.processes):
+            executor.submit(_warm_child)
+
+    def explain(self, request: ComputeRequest) -> list[ExplanationResult]:
+        """Run one batch in a child; raises the child's ExplainError, or ComputeUnavailableError."""
+        executor = self._ensure()
+        try:
+            future: Future[list[ExplanationResult] | _Failure] = executor.submit(_explain_in_child, request)
+            outcome = future.result()
+        except BrokenProcessPool as exc:
+            self._discard(executor)
+            raise ComputeUnavailableError(f"explanation process died: {exc}") from exc
+        if isinstance(outcome, _Failure):
+            raise _ERRORS.get(outcome.kind, errors.ExplainerFailedError)(outcome.message)
+        return outcome
+
+    def stop(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def child_pids(self) -> list[int]:
+        """Process ids of the live children (for operators, and for the crash test)."""
+        executor = self._executor
+        processes = getattr(executor, "_processes", None) or {}
+        return [p.pid for p in processes.values() if p.is_alive()]
+
+    def _ensure(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.processes,
+                    # spawn, not fork: the parent runs threads (HTTP, workers, heartbeat) that fork would copy
+                    # mid-flight, locks included
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_child,
+                    initargs=(str(self._blob_dir), os.getpid()),
+                )
+            return self._executor
+
+    def _discard(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is broken:
+                self._executor = None
+        broken.shutdown(wait=False, cancel_futures=True)
+        log.warning("an explanation process died; starting a new one for the next batch")
+
+
+# ---- in the child ---------------------------------------------------------------------------------------
+
+_models: Any = None  # the child's ModelCache
+
+
+def _init_child(blob_dir: str, parent_pid: int) -> None:
+    global _models
+    _die_with(parent_pid)
+    from api.services.model_cache import ModelCache
+    from storage.blobs import BlobStore
+
+    _models = ModelCache(blobs=BlobStore(Path(blob_dir)))
+
+
+def _die_with(parent_pid: int) -> None:
+    """Linux: be killed when the parent dies, even by SIGKILL, rather than finish a batch nobody awaits."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the child exits when it finds its pipe closed
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _warm_child() -> None:
+    from api.workers.warmup import import_explainers
+
+    import_explainers()
+
+
+def _explain_in_child(request: ComputeRequest) -> list[ExplanationResult] | _Failure:
+    try:
+        return compute(request, _models.get(request.model))
+    except ExplainError as exc:  # custom constructors do not survive pickling: send class name and message
+        return _Failure(type(exc).__name__, str(exc))
