@@ -49,7 +49,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     pool.start()
-    print(f"rationale worker: {len(pool.runners)} threads on {_safe_url(settings)}; Ctrl-C to stop", flush=True)
+    processes = pool.compute.processes if pool.compute is not None else 0
+    print(
+        f"rationale worker: {len(pool.runners)} threads, {processes} explain processes on {_safe_url(settings)}; "
+        "Ctrl-C to stop",
+        flush=True,
+    )
     stop.wait()
     pool.stop()
     services.close()

@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ class ComputePool:
         self._blob_dir = blob_dir
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
+        self._stopped = False
 
     def start(self) -> None:
         """Start the children and import the explainer libraries in them before the first batch."""
@@ -75,6 +77,12 @@ class ComputePool:
         executor = self._ensure()
         try:
             future: Future[list[ExplanationResult] | _Failure] = executor.submit(_explain_in_child, request)
+        except BrokenProcessPool as exc:
+            self._discard(executor)
+            raise ComputeUnavailableError(f"explanation process died: {exc}") from exc
+        except RuntimeError as exc:  # shut down between _ensure and submit
+            raise ComputeUnavailableError(f"the explanation processes are stopping: {exc}") from exc
+        try:
             outcome = future.result()
         except BrokenProcessPool as exc:
             self._discard(executor)
@@ -83,11 +91,22 @@ class ComputePool:
             raise _ERRORS.get(outcome.kind, errors.ExplainerFailedError)(outcome.message)
         return outcome
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Let a running batch finish for up to ``timeout`` seconds, then kill the children: a batch cut
+        short this way is not lost, its jobs' leases lapse and another worker runs them."""
         with self._lock:
             executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            self._stopped = True
+        if executor is None:
+            return
+        processes = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(5)
 
     def child_pids(self) -> list[int]:
         """Process ids of the live children (for operators, and for the crash test)."""
@@ -97,6 +116,8 @@ class ComputePool:
 
     def _ensure(self) -> ProcessPoolExecutor:
         with self._lock:
+            if self._stopped:
+                raise ComputeUnavailableError("the explanation processes are stopping")
             if self._executor is None:
                 self._executor = ProcessPoolExecutor(
                     max_workers=self.processes,

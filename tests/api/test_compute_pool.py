@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.services.explaining import ComputeRequest, JobRunner, compute, new_owner
+from api.services.explaining import ComputeRequest, ComputeUnavailableError, JobRunner, compute, new_owner
 from api.services.verification import verify_whole_ledger
 from api.workers.compute_pool import ComputePool
 from explain.base import Budget, Target
@@ -133,3 +133,32 @@ def test_the_embedded_pool_explains_through_its_child_process(services, credit_a
             [explanation] = http.get(f"/v1/decisions/p-{i}").json()["explanations"]
             assert explanation["status"] == "succeeded"
     assert verify_whole_ledger(live, quiet=True) == 0
+
+
+def test_stopping_does_not_wait_for_a_long_batch_past_its_grace_period(services, registered):
+    pool = ComputePool(processes=1, blob_dir=services.settings.blob_dir)
+    pool.start()
+    slow = _request(services, "shap", {"algorithm": "kernel", "nsamples": 20000}, 8)
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            pool.explain(slow)
+        except BaseException as exc:  # the test inspects it
+            raised.append(exc)
+
+    caller = threading.Thread(target=run)
+    caller.start()
+    deadline = time.monotonic() + 30
+    while not pool.child_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [child] = pool.child_pids()
+    time.sleep(0.5)
+    started = time.monotonic()
+    pool.stop(timeout=0.5)
+    caller.join(30)
+    assert time.monotonic() - started < 10
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+    [error] = raised
+    assert isinstance(error, ComputeUnavailableError)
