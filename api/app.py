@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api.container import Services, build_services
 from api.errors import install_error_handlers
+from api.heap import freeze_long_lived
 from api.review import pages as review_pages
 from api.routes import decisions, exports, health, jobs, ledger, models
 from api.settings import Settings
@@ -50,6 +51,8 @@ def create_app(
 
             dispatcher = CeleryDispatcher(svc.settings, svc)
             dispatcher.start(sweep_seconds=max(1.0, svc.settings.lease_seconds / 4))
+        if svc.settings.gc_freeze:
+            freeze_long_lived()
         try:
             yield
         finally:

@@ -41,6 +41,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         from api.workers.celery_app import run_celery_worker
 
         return run_celery_worker(settings, concurrency=args.threads)
+    from api.heap import freeze_long_lived
     from api.workers.local_pool import LocalWorkerPool
 
     services = _services(settings)
@@ -49,6 +50,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     pool.start()
+    if settings.gc_freeze:
+        freeze_long_lived()
     processes = pool.compute.processes if pool.compute is not None else 0
     print(
         f"rationale worker: {len(pool.runners)} threads, {processes} explain processes on {_safe_url(settings)}; "
@@ -80,6 +83,32 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     services = _services(settings)
     try:
         return verify_whole_ledger(services, quiet=args.quiet)
+    finally:
+        services.close()
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """Re-run a decision's recorded explanations from the stored artifact; 0 when every one reproduces."""
+    from api.errors import ResourceNotFoundError
+    from api.services.replaying import replay_decision
+
+    services = _services(settings)
+    try:
+        try:
+            report = replay_decision(services, args.decision_id, methods=args.method or None)
+        except ResourceNotFoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        state = "intact" if report.artifact_intact else "CHANGED since the decision"
+        print(
+            f"decision {report.decision_id} · model {report.model} · artifact sha256 {report.artifact_sha256}: {state}"
+        )
+        if not report.outcomes:
+            print("no succeeded explanation to replay")
+        for outcome in report.outcomes:
+            verdict = "reproduced" if outcome.reproduced else "DIFFERS"
+            print(f"  {outcome.method:<16} ledger #{outcome.ledger_index:<8} {verdict:<11} {outcome.detail}")
+        return 0 if report.ok else 1
     finally:
         services.close()
 
@@ -278,6 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", metavar="FILE", help="verify an export bundle instead of the database")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser(
+        "replay", help="re-run a decision's recorded explanations from the stored artifact and compare with the ledger"
+    )
+    p.add_argument("decision_id", help="the decision whose explanations to replay")
+    p.add_argument("--method", action="append", help="only this method (repeatable); default: every one recorded")
+    p.set_defaults(handler=cmd_replay)
 
     p = sub.add_parser("explain", help="backfill explanations for decisions already recorded")
     p.add_argument("--model", required=True, help="name or name@version")

@@ -66,7 +66,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, check_sche
         db=db,
         blobs=blobs,
         ledger=Ledger(clock=the_clock),
-        models=ModelCache(blobs=blobs),
+        models=ModelCache(blobs=blobs, freeze_after_load=settings.gc_freeze),
         clock=the_clock,
         keyring=keyring,
     )

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     max_queue_depth: int = Field(default=50_000, ge=1, description="above this, decisions report back-pressure")
     max_batch_decisions: int = Field(default=1000, ge=1, description="largest POST /v1/decisions batch")
 
+    gc_freeze: bool = Field(
+        default=True,
+        description="after start-up and after loading a model, move long-lived objects out of the garbage "
+        "collector's walks (api/heap.py); off in test processes that build many services",
+    )
+
     budget_max_model_calls: int = Field(
         default=200_000, ge=1, description="rows the model may evaluate per explanation"
     )

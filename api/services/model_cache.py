@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from api.heap import freeze_long_lived
 from explain.artifacts import load_predictor
 from explain.base import Background, Budget, Predictor
 from explain.predictor import frame_from_rows
@@ -59,9 +60,10 @@ def load_background(blobs: BlobStore, sha256: str, spec: ModelSpec) -> Backgroun
 class ModelCache:
     """A small LRU of loaded model versions keyed by id; safe to call from many threads."""
 
-    def __init__(self, *, blobs: BlobStore, capacity: int = 16) -> None:
+    def __init__(self, *, blobs: BlobStore, capacity: int = 16, freeze_after_load: bool = False) -> None:
         self._blobs = blobs
         self._capacity = capacity
+        self._freeze_after_load = freeze_after_load
         self._items: OrderedDict[int, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[int, threading.Lock] = {}
@@ -79,6 +81,8 @@ class ModelCache:
             if hit is not None:
                 return hit
             loaded = self._load(record)
+            if self._freeze_after_load:  # the estimators, and the libraries loading them imported, live on
+                freeze_long_lived()
             with self._lock:
                 self._items[record.id] = loaded
                 while len(self._items) > self._capacity:

@@ -121,9 +121,12 @@ class CeleryDispatcher:
 
 def run_celery_worker(settings: Settings, *, concurrency: int | None) -> int:
     """`rationale worker` in celery mode: a prefork worker consuming wake-ups from the broker."""
+    from api.heap import freeze_long_lived
     from api.workers.warmup import import_explainers
 
     import_explainers()  # before the fork: every child starts with shap loaded, not its first job
+    if settings.gc_freeze:  # and the children's collectors do not walk (or copy) what it loaded
+        freeze_long_lived()
     app = make_celery(settings)
     argv = [
         "worker",

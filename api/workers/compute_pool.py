@@ -163,9 +163,11 @@ def _die_with(parent_pid: int) -> None:
 
 
 def _warm_child() -> None:
+    from api.heap import freeze_long_lived
     from api.workers.warmup import import_explainers
 
     import_explainers()
+    freeze_long_lived()
 
 
 def _explain_in_child(request: ComputeRequest) -> list[ExplanationResult] | _Failure:

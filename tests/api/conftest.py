@@ -41,6 +41,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         database_url=db_url,
         workers=0,
         origin="rationale.test/ledger",
+        gc_freeze=False,  # one pytest process builds hundreds of services
     )
 
 
