@@ -240,7 +240,7 @@ def through_api(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--decisions", type=int, default=2000, help="decisions for the tree model")
+    parser.add_argument("--decisions", type=int, default=4000, help="decisions for the tree model")
     parser.add_argument("--kernel-decisions", type=int, default=40, help="decisions for KernelSHAP")
     parser.add_argument("--nsamples", type=int, default=200, help="KernelSHAP samples per explanation")
     args = parser.parse_args()
@@ -285,9 +285,11 @@ def main() -> None:
         f"service: batch size {BATCH_SIZE}, {WORKERS} worker threads, {EXPLAIN_PROCESSES} explain process(es) "
         f"(local pool); Celery: 2 `rationale worker` processes, 1 thread each"
     )
-    print(f"{'workload':<40}{'n':>6}" + "".join(f"{c:>17}" for c in columns) + f"{'(c)/(a)':>9}")
+    ratios = ("(c)/(a) SQLite", "(c)/(a) PG")
+    print(f"{'workload':<40}{'n':>6}" + "".join(f"{c:>17}" for c in columns + ratios))
     for name, count, figs in results:
-        print(f"{name:<40}{count:>6}" + "".join(f"{v:>17,.1f}" for v in figs) + f"{figs[2] / figs[0]:>9.2f}")
+        shares = (figs[2] / figs[0], figs[3] / figs[0])
+        print(f"{name:<40}{count:>6}" + "".join(f"{v:>17,.1f}" for v in figs) + "".join(f"{r:>17.2f}" for r in shares))
 
 
 if __name__ == "__main__":
