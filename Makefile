@@ -42,6 +42,7 @@ bench: install
 	$(PY) bench/ledger.py
 	$(PY) bench/throughput.py
 	$(PY) bench/export.py
+	$(PY) bench/lookup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -55,6 +55,12 @@ def _fetch(store: LedgerStore, keys: Sequence[tuple[int, int]]) -> dict[tuple[in
 class SubtreeReader:
     """Answers MTH(D[start:end]) from stored nodes, fetching each needed node set in one query."""
 
+    # Bounded cache: past this many nodes, only subtrees of 2**KEEP_LEVEL leaves or more are kept. Those are
+    # the ones proofs all over the ledger share (a few thousand even at 10M entries); the small ones are
+    # read again if a later proof needs them. An export proving a million entries stays in constant memory.
+    MAX_CACHED = 65_536
+    KEEP_LEVEL = 10
+
     def __init__(self, store: LedgerStore) -> None:
         self.store = store
         self.cache: dict[tuple[int, int], bytes] = {}
@@ -80,6 +86,8 @@ class SubtreeReader:
     def prefetch(self, ranges: Sequence[tuple[int, int]]) -> None:
         keys = [k for s, e in ranges for k in self.cover(s, e) if k not in self.cache]
         if keys:
+            if len(self.cache) + len(keys) > self.MAX_CACHED:
+                self.cache = {k: v for k, v in self.cache.items() if k[0] >= self.KEEP_LEVEL}
             self.cache.update(_fetch(self.store, list(dict.fromkeys(keys))))
 
     def __call__(self, start: int, end: int) -> bytes:

@@ -98,3 +98,21 @@ def test_proofs_beyond_the_ledger_are_refused():
         ledger.inclusion_proof(store, index=0, tree_size=6)
     with pytest.raises(ProofError):
         ledger.inclusion_proof(store, index=5, tree_size=5)
+
+
+def test_a_prover_over_many_entries_keeps_a_bounded_cache_and_the_same_proofs(monkeypatch):
+    from audit.tree import SubtreeReader
+
+    ledger, store = build(700, batch=50)
+    leaves = [e.leaf_hash for e in store.entries]
+    monkeypatch.setattr(SubtreeReader, "MAX_CACHED", 40)  # tiny, so the trimming runs many times
+    monkeypatch.setattr(SubtreeReader, "KEEP_LEVEL", 6)
+    kept = sum(-(-650 // 2**level) for level in range(6, 11))  # subtrees of 64+ leaves are never dropped
+    prove = ledger.inclusion_prover(store, tree_size=650)
+    reader = prove.__closure__[next(i for i, n in enumerate(prove.__code__.co_freevars) if n == "reader")].cell_contents
+    root = naive_mth(leaves[:650])
+    for index in [*range(650), 3, 640, 17]:  # forward, then back to nodes trimmed away long ago
+        proof = prove(index)
+        assert proof == ledger.inclusion_proof(store, index=index, tree_size=650)
+        verify_inclusion(leaf=leaves[index], index=index, tree_size=650, proof=proof, root=root)
+        assert len(reader.cache) <= 40 + kept + 10  # the bound, the large subtrees, one proof's worth of nodes
