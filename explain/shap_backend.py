@@ -249,8 +249,6 @@ class ShapExplainer(Explainer):
     def _agnostic(
         self, rows: pd.DataFrame, seeds: list[int], targets: list[Target], meter: CallMeter, algorithm: str
     ) -> list[ExplanationResult]:
-        import shap
-
         coder = FeatureCoder(self.predictor.spec)
         n_background = int(self.params.get("background_size", 50))
         background = coder.encode(self.background.frame)
@@ -263,33 +261,15 @@ class ShapExplainer(Explainer):
 
         coded = coder.encode(rows)
         proba = self.predictor.predict_scores(rows)
+        if algorithm == "kernel":
+            computed = self._kernel(model, background, coded, proba, seeds)
+        else:
+            computed = [self._permutation(model, background, coded[i : i + 1], seed) for i, seed in enumerate(seeds)]
         results = []
-        for i, (seed, target) in enumerate(zip(seeds, targets, strict=True)):
-            started = time.perf_counter()
-            if algorithm == "kernel":
-                nsamples = self.params.get("nsamples", "auto")
-                np.random.seed(seed % (2**32))
-                explainer: Any = shap.KernelExplainer(model, background)
-                values = np.asarray(explainer.shap_values(coded[i : i + 1], nsamples=nsamples, silent=True))
-                base = np.asarray(explainer.expected_value, dtype=float)
-                params = {"algorithm": "kernel", "nsamples": nsamples, "background_size": len(background)}
-                backend = "shap.KernelExplainer"
-            else:
-                max_evals = int(self.params.get("max_evals", max(500, 2 * coded.shape[1] + 1)))
-                masker = shap.maskers.Independent(background, max_samples=len(background))
-                explainer = shap.PermutationExplainer(model, masker, seed=seed)
-                explanation = explainer(coded[i : i + 1], max_evals=max_evals, silent=True)
-                values = np.asarray(explanation.values, dtype=float)
-                base = np.asarray(explanation.base_values, dtype=float)[0]
-                params = {
-                    "algorithm": "permutation",
-                    "max_evals": max_evals,
-                    "background_size": len(background),
-                }
-                backend = "shap.PermutationExplainer"
-            phi_all = values.reshape(coded.shape[1], -1) if values.ndim != 3 else values[0]
-            if values.ndim == 3 and values.shape[0] != 1:  # kernel's (outputs, rows, features) layout
-                phi_all = values[:, 0, :].T
+        for i, (target, seed, (values, base, backend, params, compute_ms)) in enumerate(
+            zip(targets, seeds, computed, strict=True)
+        ):
+            phi_all = values.reshape(coded.shape[1], -1)
             if spec.is_classifier:
                 k = target.class_index if target.class_index is not None else int(np.argmax(proba[i]))
                 phi = phi_all[:, k]
@@ -301,9 +281,36 @@ class ShapExplainer(Explainer):
                 b = float(np.atleast_1d(base)[0])
                 f = float(proba[i])
                 space = "raw"
-            compute_ms = (time.perf_counter() - started) * 1000
             results.append(self._result(phi, b, f, space, backend, params, seed, target, compute_ms, meter))
         return results
+
+    def _kernel(
+        self, model: Any, background: np.ndarray, coded: np.ndarray, proba: np.ndarray, seeds: list[int]
+    ) -> list[tuple[np.ndarray, np.ndarray, str, dict[str, Any], float]]:
+        """KernelSHAP with the model evaluated for many rows at once (explain/kernel_batch.py)."""
+        from explain.kernel_batch import kernel_shap
+
+        nsamples = self.params.get("nsamples", "auto")
+        started = time.perf_counter()
+        rows = kernel_shap(model, background, coded, proba, seeds=seeds, nsamples=nsamples)
+        compute_ms = (time.perf_counter() - started) * 1000 / max(1, len(rows))
+        params = {"algorithm": "kernel", "nsamples": nsamples, "background_size": len(background)}
+        return [(r.phi, r.expected_value, "shap.KernelExplainer", params, compute_ms) for r in rows]
+
+    def _permutation(
+        self, model: Any, background: np.ndarray, row: np.ndarray, seed: int
+    ) -> tuple[np.ndarray, np.ndarray, str, dict[str, Any], float]:
+        import shap
+
+        started = time.perf_counter()
+        max_evals = int(self.params.get("max_evals", max(500, 2 * row.shape[1] + 1)))
+        masker = shap.maskers.Independent(background, max_samples=len(background))
+        explanation = shap.PermutationExplainer(model, masker, seed=seed)(row, max_evals=max_evals, silent=True)
+        values = np.asarray(explanation.values, dtype=float)
+        base = np.asarray(explanation.base_values, dtype=float)[0]
+        params = {"algorithm": "permutation", "max_evals": max_evals, "background_size": len(background)}
+        compute_ms = (time.perf_counter() - started) * 1000
+        return values[0], base, "shap.PermutationExplainer", params, compute_ms
 
     def _result(
         self,
