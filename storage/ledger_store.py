@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
-from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy import Table, and_, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from audit.entry import StoredEntry
 from audit.errors import EntryNotFoundError, LedgerGapError
 from audit.port import StoredCheckpoint, StoredKey
+from storage.bulk import insert_rows
 from storage.tables import CheckpointRow, LedgerEntryRow, LedgerNodeRow, SigningKeyRow
 
 # pg_advisory_xact_lock key: "RATL" — serializes appends across processes, released at commit.
@@ -38,8 +40,9 @@ class SqlLedgerStore:
         for offset, entry in enumerate(entries):
             if entry.index != start + offset:
                 raise LedgerGapError(f"append at index {entry.index} but the ledger has {start + offset} entries")
-        self.session.execute(
-            insert(LedgerEntryRow),
+        insert_rows(
+            self.session,
+            _table(LedgerEntryRow),
             [
                 {
                     "idx": e.index,
@@ -87,7 +90,8 @@ class SqlLedgerStore:
 
     def put_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         if nodes:
-            self.session.execute(insert(LedgerNodeRow), [{"level": lvl, "idx": i, "hash": h} for lvl, i, h in nodes])
+            rows = [{"level": lvl, "idx": i, "hash": h} for lvl, i, h in nodes]
+            insert_rows(self.session, _table(LedgerNodeRow), rows)
 
     def get_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         by_level: dict[int, list[int]] = {}
@@ -173,6 +177,10 @@ class SqlLedgerStore:
     def keys(self) -> list[StoredKey]:
         rows = self.session.execute(select(SigningKeyRow).order_by(SigningKeyRow.created_at)).scalars()
         return [StoredKey(r.key_id, r.name, bytes(r.public_key), r.created_at) for r in rows]
+
+
+def _table(row_class: type[Any]) -> Table:
+    return cast(Table, row_class.__table__)
 
 
 def _entry(row: LedgerEntryRow) -> StoredEntry:

@@ -6,9 +6,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Row, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from storage.bulk import insert_rows
 from storage.records import DecisionRecord, ExplanationRecord, JobRecord, ModelVersionRecord, NewJob
 from storage.tables import DecisionRow, ExplanationRow, JobRow, ModelVersionRow, OutcomeRow
 
@@ -53,7 +54,7 @@ class DecisionRepository:
     def add_many(self, rows: Sequence[dict[str, Any]]) -> list[DecisionRecord]:
         """Insert many decisions in one statement (seq is assigned by the database, read by get/search)."""
         if rows:
-            self.session.execute(insert(DecisionRow), list(rows))
+            insert_rows(self.session, cast(Table, DecisionRow.__table__), rows)
         return [DecisionRecord(**{**r, "seq": 0}) for r in rows]
 
     def get(self, decision_id: str) -> DecisionRecord | None:
@@ -67,10 +68,9 @@ class DecisionRepository:
     def get_many(self, decision_ids: Sequence[str]) -> list[DecisionRecord]:
         found: list[DecisionRecord] = []
         ids = list(dict.fromkeys(decision_ids))
+        decisions = cast(Table, DecisionRow.__table__)  # plain rows: read per batch by workers and recording
         for start in range(0, len(ids), 500):
-            rows = self.session.execute(
-                select(DecisionRow).where(DecisionRow.decision_id.in_(ids[start : start + 500]))
-            ).scalars()
+            rows = self.session.execute(select(decisions).where(decisions.c.decision_id.in_(ids[start : start + 500])))
             found.extend(_decision(r, None) for r in rows)
         return found
 
@@ -117,12 +117,15 @@ class JobRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def add(self, jobs: Sequence[NewJob]) -> list[JobRecord]:
-        """Insert new jobs; a job whose (decision, method, params) exists is returned as it is."""
+    def add(self, jobs: Sequence[NewJob], *, decisions_are_new: bool = False) -> list[JobRecord]:
+        """Insert new jobs; a job whose (decision, method, params) exists is returned as it is.
+
+        ``decisions_are_new``: the decisions were inserted in this transaction, so none has a job yet and
+        the look-up is skipped."""
         out: list[JobRecord] = []
         now = _now_like(self.session)
         existing_rows: dict[tuple[str, str, str], JobRow] = {}
-        decision_ids = list({j.decision_id for j in jobs})
+        decision_ids = [] if decisions_are_new else list({j.decision_id for j in jobs})
         for start in range(0, len(decision_ids), 500):
             for row in self.session.execute(
                 select(JobRow).where(JobRow.decision_id.in_(decision_ids[start : start + 500]))
@@ -151,7 +154,7 @@ class JobRepository:
             fresh.append(fields)
             out.append(JobRecord(**fields, error=None, lease_owner=None, lease_expires_at=None, explanation_id=None))
         if fresh:
-            self.session.execute(insert(JobRow), fresh)  # one executemany, not a flush per row
+            insert_rows(self.session, cast(Table, JobRow.__table__), fresh)  # one statement, not a flush per row
         return out
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -216,12 +219,8 @@ class JobRepository:
             )
             .execution_options(synchronize_session=False)
         )
-        rows = self.session.execute(
-            select(JobRow)
-            .where(JobRow.id.in_(ids))
-            .order_by(JobRow.created_at, JobRow.id)
-            .execution_options(populate_existing=True)
-        ).scalars()
+        jobs = cast(Table, JobRow.__table__)  # plain rows, not ORM objects: this is the workers' hot path
+        rows = self.session.execute(select(jobs).where(jobs.c.id.in_(ids)).order_by(jobs.c.created_at, jobs.c.id))
         return [_job(r) for r in rows]
 
     def _fenced_update(self, job_id: str, owner: str, **values: Any) -> bool:
@@ -302,9 +301,9 @@ class ExplanationRepository:
         return self.add_many([fields])[0]
 
     def add_many(self, rows: Sequence[dict[str, Any]]) -> list[ExplanationRecord]:
-        """Insert a batch in one statement (executemany)."""
+        """Insert a batch in one statement (storage/bulk.py)."""
         if rows:
-            self.session.execute(insert(ExplanationRow), list(rows))
+            insert_rows(self.session, cast(Table, ExplanationRow.__table__), rows)
         return [ExplanationRecord(**{k: v for k, v in r.items() if k in ExplanationRecord.__slots__}) for r in rows]
 
     def find(self, decision_id: str, method: str, params_hash: str) -> ExplanationRecord | None:
@@ -374,7 +373,7 @@ def _model(row: ModelVersionRow) -> ModelVersionRecord:
     )
 
 
-def _decision(row: DecisionRow, outcome: dict[str, Any] | None) -> DecisionRecord:
+def _decision(row: DecisionRow | Row[Any], outcome: dict[str, Any] | None) -> DecisionRecord:
     return DecisionRecord(
         decision_id=row.decision_id,
         model_version_id=row.model_version_id,
@@ -394,7 +393,7 @@ def _decision(row: DecisionRow, outcome: dict[str, Any] | None) -> DecisionRecor
     )
 
 
-def _job(row: JobRow) -> JobRecord:
+def _job(row: JobRow | Row[Any]) -> JobRecord:
     return JobRecord(
         id=row.id,
         decision_id=row.decision_id,

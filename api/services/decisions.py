@@ -193,7 +193,7 @@ def record_decisions(services: Services, items: Sequence[DecisionCreate], *, pat
             new_jobs.extend(_new_jobs(loaded, item.decision_id, methods))
         for decision, leaf in zip(uow.decisions.add_many(rows), leaves, strict=True):
             created[decision.decision_id] = (decision, leaf)
-        jobs = uow.jobs.add(new_jobs) if new_jobs else []
+        jobs = uow.jobs.add(new_jobs, decisions_are_new=True) if new_jobs else []
         jobs_by_decision: dict[str, list[JobRecord]] = {}
         for job in jobs:
             jobs_by_decision.setdefault(job.decision_id, []).append(job)

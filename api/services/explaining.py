@@ -211,7 +211,7 @@ class JobRunner:
             drafts = [EntryDraft(*self._entry(job, outcome, eid)) for job, outcome, eid in pending]
             entries = self.services.ledger.append(uow.ledger, drafts) if drafts else []
             rows = []
-            for (job, outcome, explanation_id), entry in zip(pending, entries, strict=True):
+            for (job, outcome, explanation_id), draft, entry in zip(pending, drafts, entries, strict=True):
                 rows.append(
                     {
                         "id": explanation_id,
@@ -219,7 +219,7 @@ class JobRunner:
                         "method": job.method,
                         "params_hash": job.params_hash,
                         "status": "succeeded" if outcome.ok else "failed",
-                        "body": entry.payload,
+                        "body": draft.payload,  # what the entry's bytes encode, without parsing them back
                         "ledger_index": entry.index,
                         "created_at": now,
                         "job_id": job.id,

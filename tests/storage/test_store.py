@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import text
@@ -197,6 +198,48 @@ def test_duplicate_decision_is_a_conflict_and_nothing_is_written(database):
     with pytest.raises(ConflictError), database.unit_of_work() as uow:
         _decision(uow, 2, subject="s", day=1)
         _decision(uow, 1, subject="s", day=1)
+    with database.unit_of_work(write=False) as uow:
+        assert uow.decisions.count() == 1
+
+
+def _decision_fields(i: int) -> dict:
+    return {
+        "decision_id": f"b{i}",
+        "model_version_id": 1,
+        "model_ref": "m@1",
+        "inputs": {"x": i, "name": "Zoë", "nested": [1.5, None, {"k": True}]},
+        "output": {"label": "a", "scores": {"a": 0.25, "b": 0.75}},
+        "client_output": None,
+        "output_mismatch": False,
+        "subject_ref": None,
+        "occurred_at": datetime(2026, 3, 1, 14, 30, tzinfo=timezone(timedelta(hours=2))),
+        "recorded_at": NOW,
+        "context": {},
+        "body_sha256": "s",
+        "ledger_index": i,
+    }
+
+
+def test_bulk_inserted_rows_read_back_as_a_single_insert_stores_them(database):
+    """add_many (COPY on PostgreSQL) stores exactly what the ORM's INSERT stores: JSON, JSON null, UTC."""
+    with database.unit_of_work() as uow:
+        uow.decisions.add(**_decision_fields(0))
+        uow.decisions.add_many([_decision_fields(1), _decision_fields(2)])
+    with database.unit_of_work(write=False) as uow:
+        single, *bulk = (uow.decisions.get(f"b{i}") for i in range(3))
+        nulls = uow.session.execute(text("SELECT count(*) FROM decisions WHERE client_output IS NULL")).scalar()
+    for record in bulk:
+        assert record.inputs["x"] == record.ledger_index
+        assert replace(record, decision_id="b0", ledger_index=0, seq=single.seq, inputs=single.inputs) == single
+    assert single.occurred_at == datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    assert nulls in (0, 3)  # JSON null or SQL NULL, but the same for both ways of inserting
+
+
+def test_a_duplicate_in_a_bulk_insert_is_a_conflict_and_nothing_is_written(database):
+    with database.unit_of_work() as uow:
+        uow.decisions.add_many([_decision_fields(1)])
+    with pytest.raises(ConflictError), database.unit_of_work() as uow:
+        uow.decisions.add_many([_decision_fields(2), _decision_fields(1)])
     with database.unit_of_work(write=False) as uow:
         assert uow.decisions.count() == 1
 
