@@ -222,9 +222,9 @@ def through_api(
             )
             assert resp.status_code == 201, resp.text
             records = rows.to_dict(orient="records")
+            warm = max(1, min(BATCH_SIZE, len(records)) // 4)
             for part in range(4):  # several wake-ups, so each worker loads the model before the clock starts
-                chunk = records[part * BATCH_SIZE // 4 : (part + 1) * BATCH_SIZE // 4]
-                _post_all(client, name, chunk, f"warm{part}")
+                _post_all(client, name, records[part * warm : (part + 1) * warm], f"warm{part}")
             _wait_until_explained(client)
             started = time.perf_counter()
             _post_all(client, name, records, "d")
