@@ -17,10 +17,12 @@ from sqlalchemy import Table, exc, insert
 from sqlalchemy.orm import Session
 
 
-def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``rows`` (all with the same keys) into ``table`` in the session's transaction."""
+def insert_rows(session: Session, row_class: type[Any], rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (all with the same keys) into ``row_class``'s table in the session's transaction."""
     if not rows:
         return
+    table = cast(Table, row_class.__table__)
+    session.flush()  # anything the ORM holds goes first, as it would before an INSERT
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name != "postgresql":

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, insert, or_, select, text
+from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from audit.entry import StoredEntry
@@ -42,7 +41,7 @@ class SqlLedgerStore:
                 raise LedgerGapError(f"append at index {entry.index} but the ledger has {start + offset} entries")
         insert_rows(
             self.session,
-            _table(LedgerEntryRow),
+            LedgerEntryRow,
             [
                 {
                     "idx": e.index,
@@ -91,7 +90,7 @@ class SqlLedgerStore:
     def put_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         if nodes:
             rows = [{"level": lvl, "idx": i, "hash": h} for lvl, i, h in nodes]
-            insert_rows(self.session, _table(LedgerNodeRow), rows)
+            insert_rows(self.session, LedgerNodeRow, rows)
 
     def get_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         by_level: dict[int, list[int]] = {}
@@ -177,10 +176,6 @@ class SqlLedgerStore:
     def keys(self) -> list[StoredKey]:
         rows = self.session.execute(select(SigningKeyRow).order_by(SigningKeyRow.created_at)).scalars()
         return [StoredKey(r.key_id, r.name, bytes(r.public_key), r.created_at) for r in rows]
-
-
-def _table(row_class: type[Any]) -> Table:
-    return cast(Table, row_class.__table__)
 
 
 def _entry(row: LedgerEntryRow) -> StoredEntry:

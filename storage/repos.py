@@ -54,7 +54,7 @@ class DecisionRepository:
     def add_many(self, rows: Sequence[dict[str, Any]]) -> list[DecisionRecord]:
         """Insert many decisions in one statement (seq is assigned by the database, read by get/search)."""
         if rows:
-            insert_rows(self.session, cast(Table, DecisionRow.__table__), rows)
+            insert_rows(self.session, DecisionRow, rows)
         return [DecisionRecord(**{**r, "seq": 0}) for r in rows]
 
     def get(self, decision_id: str) -> DecisionRecord | None:
@@ -154,7 +154,7 @@ class JobRepository:
             fresh.append(fields)
             out.append(JobRecord(**fields, error=None, lease_owner=None, lease_expires_at=None, explanation_id=None))
         if fresh:
-            insert_rows(self.session, cast(Table, JobRow.__table__), fresh)  # one statement, not a flush per row
+            insert_rows(self.session, JobRow, fresh)  # one statement, not a flush per row
         return out
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -303,7 +303,7 @@ class ExplanationRepository:
     def add_many(self, rows: Sequence[dict[str, Any]]) -> list[ExplanationRecord]:
         """Insert a batch in one statement (storage/bulk.py)."""
         if rows:
-            insert_rows(self.session, cast(Table, ExplanationRow.__table__), rows)
+            insert_rows(self.session, ExplanationRow, rows)
         return [ExplanationRecord(**{k: v for k, v in r.items() if k in ExplanationRecord.__slots__}) for r in rows]
 
     def find(self, decision_id: str, method: str, params_hash: str) -> ExplanationRecord | None:
