@@ -223,9 +223,10 @@ def through_api(
             assert resp.status_code == 201, resp.text
             records = rows.to_dict(orient="records")
             warm = max(1, min(BATCH_SIZE, len(records)) // 4)
-            for part in range(4):  # several wake-ups, so each worker loads the model before the clock starts
+            for part in range(4):  # one wake-up at a time: idle Celery workers take turns, so each of them
+                # builds its services and loads the model before the clock starts
                 _post_all(client, name, records[part * warm : (part + 1) * warm], f"warm{part}")
-            _wait_until_explained(client)
+                _wait_until_explained(client)
             started = time.perf_counter()
             _post_all(client, name, records, "d")
             _wait_until_explained(client)
