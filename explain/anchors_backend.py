@@ -16,6 +16,7 @@ from explain.base import CallMeter, Explainer, Target
 from explain.coding import FeatureCoder
 from explain.errors import UnsupportedModelError
 from explain.results import AnchorRule, ExplanationResult
+from explain.seeding import GLOBAL_RANDOM
 from explain.versions import library_versions
 
 _NUMBER = re.compile(r"-?\d+\.\d+")
@@ -57,17 +58,18 @@ class AnchorExplainer(Explainer):
                 meter.charge(len(z))
                 return np.argmax(self.predictor.predict_scores(coder.decode(z)), axis=1)
 
-            np.random.seed(seed % (2**32))
-            explainer = AnchorTabular(
-                model, feature_names=spec.feature_names, categorical_names=coder.categorical_names, seed=seed
-            )
-            explainer.fit(background, disc_perc=(25, 50, 75))
-            explanation = explainer.explain(
-                coded[i],
-                threshold=threshold,
-                batch_size=int(self.params.get("batch_size", 100)),
-                coverage_samples=int(self.params.get("coverage_samples", 2000)),
-            )
+            with GLOBAL_RANDOM:  # alibi samples from numpy's global generator
+                np.random.seed(seed % (2**32))
+                explainer = AnchorTabular(
+                    model, feature_names=spec.feature_names, categorical_names=coder.categorical_names, seed=seed
+                )
+                explainer.fit(background, disc_perc=(25, 50, 75))
+                explanation = explainer.explain(
+                    coded[i],
+                    threshold=threshold,
+                    batch_size=int(self.params.get("batch_size", 100)),
+                    coverage_samples=int(self.params.get("coverage_samples", 2000)),
+                )
             predicted = int(model(coded[i : i + 1])[0])
             rule = AnchorRule(
                 conditions=tuple(readable(c) for c in explanation.anchor),

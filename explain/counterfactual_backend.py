@@ -22,6 +22,7 @@ from explain.base import CallMeter, Explainer, Target
 from explain.errors import UnsupportedModelError
 from explain.results import Counterfactual, Counterfactuals, ExplanationResult, FeatureChange
 from explain.schema import ModelSpec
+from explain.seeding import GLOBAL_RANDOM
 from explain.versions import library_versions
 
 OUTCOME = "__outcome__"
@@ -150,15 +151,16 @@ class CounterfactualExplainer(Explainer):
                 permitted[f.name] = list(f.categories or ())
         query = _typed(spec, row)
         try:
-            generated = dice.generate_counterfactuals(
-                query,
-                total_CFs=total,
-                desired_class=1,
-                features_to_vary=mutable,
-                permitted_range=permitted,
-                random_seed=seed,
-                verbose=False,
-            )
+            with GLOBAL_RANDOM:  # DiCE seeds Python's global `random`
+                generated = dice.generate_counterfactuals(
+                    query,
+                    total_CFs=total,
+                    desired_class=1,
+                    features_to_vary=mutable,
+                    permitted_range=permitted,
+                    random_seed=seed,
+                    verbose=False,
+                )
             candidates = generated.cf_examples_list[0].final_cfs_df
         except Exception as exc:  # DiCE raises when it finds nothing valid
             if "No counterfactuals found" not in str(exc):
@@ -253,7 +255,7 @@ class CounterfactualExplainer(Explainer):
         score = coder.scorer(self.predictor, meter)
         cat_vars = {i: len(f.categories or ()) for i, f in enumerate(spec.features) if f.type == "category"}
         iterations = int(self.params.get("max_iterations", 300))
-        with _PROTO_LOCK:
+        with GLOBAL_RANDOM, _PROTO_LOCK:  # numpy's global generator, and TensorFlow's default graph
             tf.compat.v1.disable_eager_execution()
             tf.compat.v1.reset_default_graph()
             tf.compat.v1.set_random_seed(seed % (2**31))

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from explain.seeding import GLOBAL_RANDOM
+
 # Synthetic rows sent to the model in one call: past ~10^5 rows the per-call overhead is negligible,
 # and each pending row holds nsamples * background rows in memory until its chunk is evaluated.
 CHUNK_MODEL_ROWS = 150_000
@@ -98,9 +100,10 @@ def kernel_shap(
         for i in range(start, min(start + chunk, len(rows))):
             explainer = copy.copy(base)  # explain() re-allocates its per-row state on the copy
             explainer.model = _Known(outputs[i : i + 1])
-            np.random.seed(int(seeds[i]) % (2**32))  # shap samples from numpy's global generator
             try:
-                phi = explainer.explain(rows[i : i + 1], nsamples=nsamples, silent=True)
+                with GLOBAL_RANDOM:  # shap samples from numpy's global generator
+                    np.random.seed(int(seeds[i]) % (2**32))
+                    phi = explainer.explain(rows[i : i + 1], nsamples=nsamples, silent=True)
             except _Deferred:
                 pending.append((i, explainer))
                 continue

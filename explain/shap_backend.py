@@ -23,6 +23,7 @@ from explain.base import CallMeter, Explainer, Target
 from explain.coding import FeatureCoder
 from explain.errors import UnsupportedModelError
 from explain.results import Attributions, ExplanationResult
+from explain.seeding import GLOBAL_RANDOM
 from explain.versions import library_versions
 
 ALGORITHMS = ("auto", "tree", "linear", "kernel", "permutation")
@@ -305,7 +306,8 @@ class ShapExplainer(Explainer):
         started = time.perf_counter()
         max_evals = int(self.params.get("max_evals", max(500, 2 * row.shape[1] + 1)))
         masker = shap.maskers.Independent(background, max_samples=len(background))
-        explanation = shap.PermutationExplainer(model, masker, seed=seed)(row, max_evals=max_evals, silent=True)
+        with GLOBAL_RANDOM:  # shap seeds numpy's global generator
+            explanation = shap.PermutationExplainer(model, masker, seed=seed)(row, max_evals=max_evals, silent=True)
         values = np.asarray(explanation.values, dtype=float)
         base = np.asarray(explanation.base_values, dtype=float)[0]
         params = {"algorithm": "permutation", "max_evals": max_evals, "background_size": len(background)}
