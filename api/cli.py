@@ -201,7 +201,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{len(jobs)} jobs for {args.model}; {len(pending)} to run")
         if not pending or settings.executor == "celery" or args.no_run:
             if settings.executor == "celery" and pending:
-                services.jobs_queued()
+                services.jobs_queued(len(pending))
             return 0
         pool = LocalWorkerPool(services, threads=max(1, settings.workers), name="backfill")
         pool.start()

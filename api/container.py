@@ -29,7 +29,7 @@ class Services:
     clock: Clock
     keyring: Keyring
     metrics: Metrics = field(default_factory=Metrics)
-    _listeners: list[Callable[[], None]] = field(default_factory=list)
+    _listeners: list[Callable[[int], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -38,14 +38,15 @@ class Services:
             max_model_calls=self.settings.budget_max_model_calls, max_seconds=self.settings.budget_max_seconds
         )
 
-    def on_jobs_queued(self, listener: Callable[[], None]) -> None:
-        """Register a callback run after jobs are committed (wakes the local pool, or dispatches to Celery)."""
+    def on_jobs_queued(self, listener: Callable[[int], None]) -> None:
+        """Register a callback run after jobs are committed, with how many (wakes the local pool, or
+        dispatches to Celery)."""
         with self._lock:
             self._listeners.append(listener)
 
-    def jobs_queued(self) -> None:
+    def jobs_queued(self, count: int = 1) -> None:
         for listener in list(self._listeners):
-            listener()
+            listener(count)
 
     def close(self) -> None:
         self.db.dispose()

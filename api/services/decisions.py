@@ -207,7 +207,7 @@ def record_decisions(services: Services, items: Sequence[DecisionCreate], *, pat
                 results.append(RecordedDecision(old, False, leaf, uow.jobs.for_decision(decision_id)))
     services.metrics.decisions_recorded.inc(sum(1 for r in results if r.created))
     if new_jobs:
-        services.jobs_queued()
+        services.jobs_queued(len(new_jobs))
     return results
 
 
@@ -240,5 +240,5 @@ def request_explanations(
         check_json_value(job.params, f"params.{job.method}")
     with services.db.unit_of_work() as uow:
         jobs = uow.jobs.add(new_jobs)
-    services.jobs_queued()
+    services.jobs_queued(len(jobs))
     return jobs

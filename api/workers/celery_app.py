@@ -9,6 +9,7 @@ Results are written with fencing and unique keys, so redelivery never duplicates
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from typing import Any
@@ -21,6 +22,7 @@ from api.settings import Settings
 log = logging.getLogger("rationale.celery")
 
 TASK_NAME = "rationale.run_jobs"
+MAX_WAKEUPS = 32  # wake-ups sent for one burst of jobs: more workers than this share a burst by the sweep
 _state: dict[str, Any] = {}
 _state_lock = threading.Lock()
 
@@ -89,12 +91,18 @@ class CeleryDispatcher:
     def __init__(self, settings: Settings, services: Any) -> None:
         self.app = make_celery(settings)
         self.services = services
+        self.batch_size = settings.batch_size
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def wake(self) -> None:
+    def wake(self, count: int = 1) -> None:
+        """One wake-up per micro-batch of ``count`` jobs (up to MAX_WAKEUPS), so that a burst queued by one
+        request is shared by as many workers as it has batches; a worker runs batches until none is left,
+        so a surplus wake-up costs one empty claim."""
+        wakeups = min(MAX_WAKEUPS, max(1, math.ceil(count / self.batch_size)))
         try:
-            self.app.send_task(TASK_NAME)
+            for _ in range(wakeups):
+                self.app.send_task(TASK_NAME)
         except Exception:  # broker away: jobs are safe in the database; the sweep re-sends
             log.warning("could not reach the Celery broker; jobs stay queued", exc_info=True)
 
@@ -116,7 +124,7 @@ class CeleryDispatcher:
             except Exception:
                 continue
             if depth:
-                self.wake()
+                self.wake(depth)
 
 
 def run_celery_worker(settings: Settings, *, concurrency: int | None) -> int:

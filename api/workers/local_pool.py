@@ -49,7 +49,8 @@ class LocalWorkerPool:
         beat.start()
         self._threads.append(beat)
 
-    def wake(self) -> None:
+    def wake(self, count: int = 1) -> None:
+        """Every thread of the pool claims as much as it can, so ``count`` does not matter here."""
         self._wake.set()
 
     def stop(self, timeout: float = 30.0) -> None:

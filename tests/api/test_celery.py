@@ -129,6 +129,21 @@ def explanation_counts(services, ids: list[str]) -> dict[str, int]:
         return {i: len(uow.explanations.for_decision(i)) for i in ids}
 
 
+def test_a_burst_of_jobs_wakes_one_worker_per_micro_batch(broker, tmp_path):
+    """A request that queues many jobs sends one wake-up per batch, so idle workers share its batches."""
+    from api.workers.celery_app import MAX_WAKEUPS, CeleryDispatcher
+
+    settings = Settings(environment="test", data_dir=tmp_path, executor="celery", broker_url=broker, batch_size=8)
+    dispatcher = CeleryDispatcher(settings, services=None)
+    queue = redis.Redis.from_url(broker)
+    dispatcher.wake(20)
+    assert queue.llen("celery") == 3
+    dispatcher.wake(1)
+    assert queue.llen("celery") == 4
+    dispatcher.wake(10_000)
+    assert queue.llen("celery") == 4 + MAX_WAKEUPS
+
+
 @pytest.mark.heavy
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_celery_workers_explain_every_decision_once(celery_env, credit_artifact):
