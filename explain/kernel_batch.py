@@ -19,6 +19,7 @@ with ``shap_values`` row by row.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,7 @@ class _Known:
         return self.outputs
 
 
+@functools.cache
 def _deferring_kernel_class() -> type:
     import shap
 
