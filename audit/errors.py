@@ -43,3 +43,35 @@ class VerificationError(AuditError):
 
 class LogSplitError(AuditError):
     """A new checkpoint would not extend the last published one: publishing it would split the log."""
+
+
+class QuorumError(AuditError):
+    """Fewer configured witnesses cosigned a checkpoint than the verifier requires."""
+
+
+class WitnessError(AuditError):
+    """An add-checkpoint request a witness refuses (C2SP tlog-witness); subclasses name the reason."""
+
+
+class MalformedRequestError(WitnessError):
+    """The request body is not an old-size line, proof lines, a blank line and a checkpoint (HTTP 400)."""
+
+
+class UnknownLogError(WitnessError):
+    """The checkpoint's origin is not a log this witness was configured with (HTTP 404)."""
+
+
+class UntrustedCheckpointError(WitnessError):
+    """No valid signature by a configured log key, or a known key's signature fails (HTTP 403)."""
+
+
+class SizeConflictError(WitnessError):
+    """The old size is not the size the witness last cosigned; carries that size (HTTP 409)."""
+
+    def __init__(self, known_size: int) -> None:
+        super().__init__(f"the witness last cosigned tree size {known_size}")
+        self.known_size = known_size
+
+
+class InconsistentCheckpointError(WitnessError):
+    """The checkpoint is not proven consistent with what the witness cosigned before (HTTP 422)."""
