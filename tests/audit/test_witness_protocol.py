@@ -79,7 +79,8 @@ def test_signed_note_spec_example_vkey_and_signature():
     assert (vkey.name, vkey.alg, vkey.key_id) == ("example.com/foo", 1, "530d903a")
     note = (
         "This is an example message.\n\n"
-        "\u2014 example.com/foo Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n"
+        "\u2014 example.com/foo "
+        "Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n"
     )
     text, lines = split_note(note)
     assert lines[0].key_hash.hex() == "530d903a"
