@@ -25,6 +25,7 @@ def create_app(
     services: Services | None = None,
     start_workers: bool | None = None,
     publish_checkpoints: bool = True,
+    push_to_witnesses: bool = True,
 ) -> FastAPI:
     """Build the app; ``services`` may be injected (tests), otherwise built from ``settings`` at startup."""
 
@@ -45,6 +46,13 @@ def create_app(
 
             publisher = CheckpointPublisher(svc)
             publisher.start()
+        witness_pusher = None
+        if push_to_witnesses and svc.settings.witnesses.strip():
+            from api.services.witnessing import WitnessPusher
+
+            witness_pusher = WitnessPusher(svc)
+            witness_pusher.start()
+        app.state.witness_pusher = witness_pusher
         dispatcher = None
         if svc.settings.executor == "celery":
             from api.workers.celery_app import CeleryDispatcher
@@ -60,6 +68,8 @@ def create_app(
                 dispatcher.stop()
             if publisher is not None:
                 publisher.stop()
+            if witness_pusher is not None:
+                witness_pusher.stop()
             if pool is not None:
                 pool.stop()
             if owned:

@@ -82,7 +82,12 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         return verify_bundle_file(Path(args.bundle), quiet=args.quiet)
     services = _services(settings)
     try:
-        return verify_whole_ledger(services, quiet=args.quiet)
+        status = verify_whole_ledger(services, quiet=args.quiet)
+        if status == 0:  # witnesses (docs/witnesses.md): the latest checkpoint needs the quorum's cosignatures
+            from api.services.witnessing import verify_witness_quorum
+
+            status = verify_witness_quorum(services, keys=args.witness_key or (), quorum=args.quorum)
+        return status
     finally:
         services.close()
 
@@ -306,6 +311,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="recompute every leaf hash and root of the ledger, or check a bundle")
     p.add_argument("--bundle", metavar="FILE", help="verify an export bundle instead of the database")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--witness-key",
+        action="append",
+        metavar="VKEY",
+        help="a witness verifier key whose cosignatures count (repeatable; default RATIONALE_WITNESS_KEYS)",
+    )
+    p.add_argument(
+        "--quorum",
+        type=int,
+        metavar="N",
+        help="cosignatures the latest checkpoint needs (default RATIONALE_WITNESS_QUORUM, else every witness key)",
+    )
     p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser(
@@ -352,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--artifact", required=True, help="artifact file (skops, XGBoost JSON/UBJ, LightGBM text)")
     reg.add_argument("--background", help="background sample (CSV, JSON or JSONL) if not in the manifest")
     reg.set_defaults(handler=cmd_models_register)
+
+    from api.witness.cli import add_witness_parser
+
+    add_witness_parser(sub)
 
     p = sub.add_parser("demo", help="register a demo credit model, log decisions, explain them, and serve")
     p.add_argument("--decisions", type=int, default=300, help="how many decisions to log (default 300)")

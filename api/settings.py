@@ -52,6 +52,33 @@ class Settings(BaseSettings):
     checkpoint_every_seconds: float = Field(default=60.0, gt=0)
     signing_key_file: Path | None = Field(default=None, description="operator-supplied Ed25519 PEM key")
 
+    # Witnesses (docs/witnesses.md): the log pushes each new checkpoint to these for cosigning ...
+    witnesses: str = Field(
+        default="",
+        description="witnesses to push checkpoints to: '<witness verifier key> <URL prefix>' pairs, separated "
+        "by commas or newlines",
+    )
+    witness_poll_seconds: float = Field(default=0.5, gt=0, description="pusher: look for a new checkpoint")
+    witness_timeout_seconds: float = Field(default=5.0, gt=0, description="HTTP timeout of one add-checkpoint call")
+    # ... and a verifier counts cosignatures by these keys only.
+    witness_keys: str = Field(
+        default="", description="witness verifier keys a verifier trusts, separated by commas or whitespace"
+    )
+    witness_quorum: int | None = Field(
+        default=None, ge=0, description="cosignatures the latest checkpoint needs (default: every witness key)"
+    )
+
+    @field_validator("witnesses", "witness_keys")
+    @classmethod
+    def _witness_config_parses(cls, value: str, info: object) -> str:
+        from api.services.witnessing import parse_witness_keys, parse_witnesses
+
+        if getattr(info, "field_name", "") == "witnesses":
+            parse_witnesses(value)
+        else:
+            parse_witness_keys(value)
+        return value
+
     @field_validator("origin")
     @classmethod
     def _origin_is_one_line(cls, value: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -14,11 +14,18 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz")
-def healthz(services: ServicesDep) -> dict[str, Any]:
+def healthz(services: ServicesDep, request: Request) -> dict[str, Any]:
     with services.db.unit_of_work(write=False) as uow:
         size = uow.ledger.size()
         depth = uow.jobs.depth()
-    return {"status": "ok", "ledger_size": size, "queue_depth": depth, "executor": services.settings.executor}
+    body = {"status": "ok", "ledger_size": size, "queue_depth": depth, "executor": services.settings.executor}
+    # A witness that is down makes the log "degraded", still 200: the log itself serves (docs/witnesses.md).
+    pusher = getattr(request.app.state, "witness_pusher", None)
+    if pusher is not None:
+        body["witnesses"] = pusher.status()
+        if pusher.degraded:
+            body["status"] = "degraded"
+    return body
 
 
 @router.get("/metrics", response_class=Response)

@@ -20,20 +20,26 @@ def _b64(data: bytes) -> str:
 
 @router.get("/checkpoint", response_model=None)
 def latest_checkpoint(services: ServicesDep, request: Request) -> Any:
-    """The latest signed checkpoint; ``Accept: text/plain`` returns the signed note exactly as signed."""
+    """The latest signed checkpoint with its witnesses' cosignatures (C2SP tlog-cosignature lines after the
+    log's signature); ``Accept: text/plain`` returns that note as bytes."""
+    from api.services.witnessing import cosigned_note
+    from storage.cosignatures import CosignatureRepository
+
     with services.db.unit_of_work(write=False) as uow:
         checkpoint = uow.ledger.latest_checkpoint()
-    if checkpoint is None:
-        raise ResourceNotFoundError("no checkpoint has been published yet")
+        if checkpoint is None:
+            raise ResourceNotFoundError("no checkpoint has been published yet")
+        note, cosignatures = cosigned_note(services, CosignatureRepository(uow.session), checkpoint)
     if "text/plain" in request.headers.get("accept", ""):
-        return PlainTextResponse(checkpoint.note, media_type="text/plain; charset=utf-8")
+        return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
     return {
         "tree_size": checkpoint.tree_size,
         "root_hash": _b64(checkpoint.root_hash),
         "root_hash_hex": checkpoint.root_hash.hex(),
         "key_id": checkpoint.key_id,
         "published_at": checkpoint.published_at,
-        "note": checkpoint.note,
+        "note": note,
+        "cosignatures": [{"witness": str(c.key), "timestamp": c.timestamp, "line": c.line} for c in cosignatures],
     }
 
 
