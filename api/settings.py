@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -70,10 +70,10 @@ class Settings(BaseSettings):
 
     @field_validator("witnesses", "witness_keys")
     @classmethod
-    def _witness_config_parses(cls, value: str, info: object) -> str:
+    def _witness_config_parses(cls, value: str, info: ValidationInfo) -> str:
         from api.services.witnessing import parse_witness_keys, parse_witnesses
 
-        if getattr(info, "field_name", "") == "witnesses":
+        if info.field_name == "witnesses":
             parse_witnesses(value)
         else:
             parse_witness_keys(value)

@@ -36,6 +36,7 @@ from audit.errors import AuditError, QuorumError, SignatureError
 from audit.port import StoredCheckpoint
 from audit.witness import MalformedRequestError, format_add_checkpoint, parse_size
 from storage.cosignatures import CosignatureRepository, StoredCosignature
+from storage.errors import ConflictError
 
 if TYPE_CHECKING:
     from api.container import Services
@@ -304,16 +305,19 @@ class WitnessPusher:
         if not found:
             raise PushError("the witness answered without a cosignature by its configured key")
         cosignature = found[0]
-        with self.services.db.unit_of_work() as uow:
-            CosignatureRepository(uow.session).add(
-                StoredCosignature(
-                    tree_size=checkpoint.tree_size,
-                    witness_key=str(endpoint.key),
-                    cosigned_at=cosignature.timestamp,
-                    line=cosignature.line,
-                    received_at=format_timestamp(self.services.clock()),
+        try:
+            with self.services.db.unit_of_work() as uow:
+                CosignatureRepository(uow.session).add(
+                    StoredCosignature(
+                        tree_size=checkpoint.tree_size,
+                        witness_key=str(endpoint.key),
+                        cosigned_at=cosignature.timestamp,
+                        line=cosignature.line,
+                        received_at=format_timestamp(self.services.clock()),
+                    )
                 )
-            )
+        except ConflictError:
+            pass  # another replica stored this witness's cosignature of this checkpoint first
 
 
 # -- verifying a quorum ------------------------------------------------------------------------------------
@@ -374,7 +378,11 @@ def _quorum(
 
 def verify_witness_quorum(services: Services, *, keys: Sequence[str] = (), quorum: int | None = None) -> int:
     """The `rationale verify` hook: 0 when no witness is required or the quorum holds, 1 otherwise."""
-    parsed = parse_witness_keys(list(keys)) if keys else parse_witness_keys(services.settings.witness_keys)
+    try:
+        parsed = parse_witness_keys(list(keys)) if keys else parse_witness_keys(services.settings.witness_keys)
+    except ValueError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 2
     required = quorum if quorum is not None else services.settings.witness_quorum
     if required is None:
         required = len(parsed)
