@@ -1,7 +1,9 @@
 """Ledger speed on SQLite and PostgreSQL, next to a plain INSERT of the same rows, in one run:
-appends/s (group commit), full verification rate, inclusion- and consistency-proof time at large sizes.
+appends/s (group commit), full verification rate, inclusion- and consistency-proof time at large sizes,
+and the witness round trip (a `rationale witness serve` process over loopback HTTP).
 
     .venv/bin/python bench/ledger.py [--appends N] [--sizes 1000000,10000000] [--postgres URL]
+                                     [--witness-rounds N]
 
 PostgreSQL runs in a scratch database created and dropped here.
 """
@@ -115,13 +117,88 @@ def bench_verify(db: Database) -> float:
     return size / (time.perf_counter() - started)
 
 
+def bench_witness(rounds: int, entries_per_round: int = 10) -> tuple[float, float, float]:
+    """Push + cosign over loopback HTTP to a real witness process (its own SQLite database): per round, the
+    log appends entries, signs a checkpoint, makes the consistency proof from the witness's size, POSTs
+    add-checkpoint, and checks the returned cosignature. Returns p50 and p99 (ms) and rounds/s."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from audit.cosignature import check_quorum, parse_verifier_key
+    from audit.memory_store import MemoryLedgerStore
+    from audit.note import checkpoint_text, sign_note, verifier_key
+    from audit.witness import format_add_checkpoint
+
+    origin = "bench.example/ledger"
+    log_key = Ed25519PrivateKey.generate()
+    vkey = verifier_key(origin, log_key.public_key().public_bytes_raw())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data_dir = tempfile.mkdtemp()
+    witness = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "witness", "serve", "--log", vkey, "--name", "bench.example/witness",
+         "--data-dir", data_dir, "--port", str(port)],
+        cwd=Path(__file__).resolve().parents[1], env=dict(os.environ),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    witness_vkey = parse_verifier_key(client.get(f"{url}/healthz").json()["verifier_key"])
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            ledger, store = Ledger(clock=clock), MemoryLedgerStore()
+            old, timings = 0, []
+            for r in range(rounds + 5):
+                ledger.append(store, [EntryDraft("t", {"n": i}) for i in range(entries_per_round)])
+                size = store.size()
+                started = time.perf_counter()
+                note = sign_note(checkpoint_text(origin, size, ledger.root(store, size)), name=origin,
+                                 private_key=log_key)  # fmt: skip
+                proof = ledger.consistency_proof(store, first=old, second=size) if old else []
+                response = client.post(f"{url}/add-checkpoint", content=format_add_checkpoint(old, proof, note))
+                assert response.status_code == 200, response.text
+                check_quorum(note + response.text, keys=[witness_vkey], quorum=1)
+                if r >= 5:  # warm-up rounds
+                    timings.append(time.perf_counter() - started)
+                old = size
+    finally:
+        witness.terminate()
+        witness.wait(20)
+    timings.sort()
+    p50 = timings[len(timings) // 2] * 1000
+    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))] * 1000
+    return p50, p99, len(timings) / sum(timings)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--appends", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=1000, help="entries per transaction (group commit)")
     parser.add_argument("--sizes", default="1000000", help="ledger sizes for proofs, comma-separated")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--witness-rounds", type=int, default=300, help="add-checkpoint round trips (0: skip)")
+    parser.add_argument("--witness-only", action="store_true", help="only the witness round trip")
     args = parser.parse_args()
+    if args.witness_rounds:
+        p50, p99, per_second = bench_witness(args.witness_rounds)
+        print(f"witness round trip (push + cosign over loopback HTTP, witness on SQLite, {args.witness_rounds} "
+              f"rounds): p50 {p50:.2f} ms, p99 {p99:.2f} ms, {per_second:,.0f} checkpoints/s\n")  # fmt: skip
+    if args.witness_only:
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
 
     tmp = tempfile.mkdtemp()
