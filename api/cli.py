@@ -79,6 +79,10 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from api.services.verification import verify_bundle_file, verify_whole_ledger
 
     if args.bundle:
+        if args.witness_key or args.quorum:
+            print(
+                "note: bundles carry no cosignatures yet; --witness-key/--quorum apply to the ledger", file=sys.stderr
+            )
         return verify_bundle_file(Path(args.bundle), quiet=args.quiet)
     services = _services(settings)
     try:

@@ -215,3 +215,25 @@ def add_signature_lines(note: str, lines: Sequence[str]) -> str:
     present = {s.line for s in existing}
     extra = [line for line in lines if line not in present]
     return note + "".join(extra)
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessedCheckpoint:
+    origin: str
+    tree_size: int
+    root_hash: bytes
+    cosignatures: tuple[Cosignature, ...]
+
+
+def open_witnessed_checkpoint(
+    note: str, *, log_keys: Sequence[VerifierKey], witness_keys: Sequence[VerifierKey], quorum: int
+) -> WitnessedCheckpoint:
+    """A cosigned checkpoint note as served by ``GET /v1/ledger/checkpoint``, accepted only when a pinned
+    log key signed it and at least ``quorum`` pinned witnesses cosigned it (for clients holding the keys
+    out of band: bundles, monitors, scripts). Raises SignatureError or QuorumError."""
+    from audit.note import open_note, parse_checkpoint_text
+
+    opened = open_note(note, keys=[(k.name, k.public_key) for k in log_keys if k.alg == ALG_ED25519])
+    origin, size, root = parse_checkpoint_text(opened.text)
+    found = check_quorum(note, keys=witness_keys, quorum=quorum)
+    return WitnessedCheckpoint(origin=origin, tree_size=size, root_hash=root, cosignatures=tuple(found))

@@ -385,3 +385,18 @@ def test_quorum_counts_distinct_configured_witnesses():
     # the log's own signature never counts as a cosignature, even with its key configured as a witness
     with pytest.raises(QuorumError):
         check_quorum(signed(leaves), keys=[cosigner_key(ORIGIN, LOG_VKEY.public_key)], quorum=1)
+
+
+def test_open_witnessed_checkpoint_needs_the_log_key_and_the_quorum():
+    from audit.cosignature import open_witnessed_checkpoint
+
+    leaves = leaves_of(6)
+    w1 = our_witness(MemoryWitnessStore())
+    note = signed(leaves) + push(w1, leaves, 0)
+    opened = open_witnessed_checkpoint(note, log_keys=[LOG_VKEY], witness_keys=[w1.key], quorum=1)
+    assert (opened.origin, opened.tree_size, opened.root_hash) == (ORIGIN, 6, root_from_leaves(leaves))
+    with pytest.raises(SignatureError):  # not signed by the pinned log key
+        other = parse_verifier_key(verifier_key(ORIGIN, Ed25519PrivateKey.generate().public_key().public_bytes_raw()))
+        open_witnessed_checkpoint(note, log_keys=[other], witness_keys=[w1.key], quorum=1)
+    with pytest.raises(QuorumError):
+        open_witnessed_checkpoint(signed(leaves), log_keys=[LOG_VKEY], witness_keys=[w1.key], quorum=1)
