@@ -143,11 +143,26 @@ def bench_witness(rounds: int, entries_per_round: int = 10) -> tuple[float, floa
         port = sock.getsockname()[1]
     data_dir = tempfile.mkdtemp()
     witness = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "witness", "serve", "--log", vkey, "--name", "bench.example/witness",
-         "--data-dir", data_dir, "--port", str(port)],
-        cwd=Path(__file__).resolve().parents[1], env=dict(os.environ),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "witness",
+            "serve",
+            "--log",
+            vkey,
+            "--name",
+            "bench.example/witness",
+            "--data-dir",
+            data_dir,
+            "--port",
+            str(port),
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(timeout=10) as client:
@@ -166,8 +181,9 @@ def bench_witness(rounds: int, entries_per_round: int = 10) -> tuple[float, floa
                 ledger.append(store, [EntryDraft("t", {"n": i}) for i in range(entries_per_round)])
                 size = store.size()
                 started = time.perf_counter()
-                note = sign_note(checkpoint_text(origin, size, ledger.root(store, size)), name=origin,
-                                 private_key=log_key)  # fmt: skip
+                note = sign_note(
+                    checkpoint_text(origin, size, ledger.root(store, size)), name=origin, private_key=log_key
+                )
                 proof = ledger.consistency_proof(store, first=old, second=size) if old else []
                 response = client.post(f"{url}/add-checkpoint", content=format_add_checkpoint(old, proof, note))
                 assert response.status_code == 200, response.text
@@ -195,8 +211,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.witness_rounds:
         p50, p99, per_second = bench_witness(args.witness_rounds)
-        print(f"witness round trip (push + cosign over loopback HTTP, witness on SQLite, {args.witness_rounds} "
-              f"rounds): p50 {p50:.2f} ms, p99 {p99:.2f} ms, {per_second:,.0f} checkpoints/s\n")  # fmt: skip
+        print(
+            f"witness round trip (push + cosign over loopback HTTP, witness on SQLite, {args.witness_rounds} "
+            f"rounds): p50 {p50:.2f} ms, p99 {p99:.2f} ms, {per_second:,.0f} checkpoints/s\n"
+        )
     if args.witness_only:
         return
     sizes = [int(s) for s in args.sizes.split(",")]

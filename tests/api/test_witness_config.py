@@ -41,8 +41,15 @@ def test_witness_settings_parse_or_refuse_to_start():
 
 
 def test_forged_cosignature_rows_are_not_served_and_fail_verify(tmp_path, db_url, capsys):
-    settings = Settings(environment="test", data_dir=tmp_path / "d", database_url=db_url, workers=0,
-                        origin="rationale.test/ledger", gc_freeze=False, witness_keys=f"{K1} {K2}")  # fmt: skip
+    settings = Settings(
+        environment="test",
+        data_dir=tmp_path / "d",
+        database_url=db_url,
+        workers=0,
+        origin="rationale.test/ledger",
+        gc_freeze=False,
+        witness_keys=f"{K1} {K2}",
+    )
     services = build_services(settings)
     try:
         with services.db.unit_of_work() as uow:

@@ -25,13 +25,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from api.clock import utc_now
 from api.container import build_services
 from api.services.checkpoints import publish_now
-from api.services.witnessing import WitnessPusher, check_ledger_quorum, parse_witness_keys
+from api.services.witnessing import PushError, WitnessPusher, check_ledger_quorum, parse_witness_keys
 from api.settings import Settings
 from audit.cosignature import check_quorum, parse_verifier_key
 from audit.entry import EntryDraft
 from audit.keys import Keyring
 from audit.merkle import consistency_path, leaf_hash, root_from_leaves
 from audit.note import checkpoint_text, open_note, sign_note, verifier_key
+from audit.port import StoredCheckpoint
 from audit.witness import format_add_checkpoint, origin_hash
 from tests.api.helpers import applicant_rows, credit_manifest
 
@@ -96,8 +97,21 @@ class Proc:
 
 def witness_proc(tmp: Path, name: str, log_vkey: str) -> Proc:
     port = free_port()
-    args = [sys.executable, "-m", "api.cli", "witness", "serve", "--log", log_vkey, "--name", name,
-            "--data-dir", str(tmp / name.replace("/", "_")), "--port", str(port)]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "api.cli",
+        "witness",
+        "serve",
+        "--log",
+        log_vkey,
+        "--name",
+        name,
+        "--data-dir",
+        str(tmp / name.replace("/", "_")),
+        "--port",
+        str(port),
+    ]
     return Proc(args, dict(os.environ), port, tmp / f"{name.replace('/', '_')}.log")
 
 
@@ -126,8 +140,15 @@ def witnesses(tmp_path: Path, log_keyring: tuple[Keyring, str]) -> Iterator[list
 
 
 def log_settings(tmp_path: Path, db_url: str, **extra: Any) -> Settings:
-    return Settings(environment="test", data_dir=tmp_path / "log", database_url=db_url, workers=0, origin=ORIGIN,
-                    gc_freeze=False, **extra)  # fmt: skip
+    return Settings(
+        environment="test",
+        data_dir=tmp_path / "log",
+        database_url=db_url,
+        workers=0,
+        origin=ORIGIN,
+        gc_freeze=False,
+        **extra,
+    )
 
 
 def start_log(tmp_path: Path, db_url: str, witnesses: list[Proc], vkeys: list[str]) -> Proc:
@@ -166,16 +187,27 @@ def key_args(vkeys: list[str]) -> list[str]:
 
 
 def run_verify(db_url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RATIONALE_DATA_DIR": str(tmp_path / "log"), "RATIONALE_DATABASE_URL": db_url,
-           "RATIONALE_ORIGIN": ORIGIN}  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "api.cli", "verify", "--quiet", *extra], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    env = {
+        **os.environ,
+        "RATIONALE_DATA_DIR": str(tmp_path / "log"),
+        "RATIONALE_DATABASE_URL": db_url,
+        "RATIONALE_ORIGIN": ORIGIN,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", "verify", "--quiet", *extra],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def post_decisions(log: Proc, prefix: str, n: int) -> None:
     rows = applicant_rows(n, seed=len(prefix))
-    decisions = [{"decision_id": f"{prefix}-{i}", "model": "credit@1", "inputs": r, "explain": []}
-                 for i, r in enumerate(rows)]  # fmt: skip
+    decisions = [
+        {"decision_id": f"{prefix}-{i}", "model": "credit@1", "inputs": r, "explain": []} for i, r in enumerate(rows)
+    ]
     resp = httpx.post(f"{log.url}/v1/decisions", json={"decisions": decisions}, timeout=60)
     assert resp.status_code == 201, resp.text
 
@@ -216,8 +248,12 @@ def test_witnessed_log_as_processes(tmp_path, db_url, log_keyring, witnesses, cr
     vkeys = [witness_vkey(w) for w in witnesses]
     log = start_log(tmp_path, db_url, witnesses, vkeys)
     try:
-        resp = httpx.post(f"{log.url}/v1/models", data={"manifest": json.dumps(credit_manifest())},
-                          files={"artifact": ("model.skops", credit_artifact)}, timeout=120)  # fmt: skip
+        resp = httpx.post(
+            f"{log.url}/v1/models",
+            data={"manifest": json.dumps(credit_manifest())},
+            files={"artifact": ("model.skops", credit_artifact)},
+            timeout=120,
+        )
         assert resp.status_code == 201, resp.text
         post_decisions(log, "a", 5)
 
@@ -231,8 +267,7 @@ def test_witnessed_log_as_processes(tmp_path, db_url, log_keyring, witnesses, cr
         assert len(check_quorum(note, keys=parse_witness_keys(vkeys), quorum=2)) == 2
         monitored = httpx.get(f"{w1.url}/{origin_hash(ORIGIN)}/checkpoint", timeout=5)
         assert monitored.status_code == 200 and monitored.text.startswith(note.split("\n\n")[0])
-        assert run_verify(db_url, tmp_path, *key_args(vkeys), "--quorum", "2"
-                          ).returncode == 0  # fmt: skip
+        assert run_verify(db_url, tmp_path, *key_args(vkeys), "--quorum", "2").returncode == 0
 
         # 2. an insider with the real signing key: forks of the same and larger size, and smaller trees
         leaves = leaf_hashes(db_url, tmp_path, n)
@@ -243,20 +278,33 @@ def test_witnessed_log_as_processes(tmp_path, db_url, log_keyring, witnesses, cr
             for fork in (same, larger):
                 for witness in (w1, w2):
                     for sent in (proof_in(fork, n), proof_in([*leaves, leaf_hash(b"more")][: len(fork)], n)):
-                        resp = httpx.post(f"{witness.url}/add-checkpoint", timeout=5,
-                                          content=format_add_checkpoint(n, sent, forged(ring, fork)))  # fmt: skip
+                        resp = httpx.post(
+                            f"{witness.url}/add-checkpoint",
+                            timeout=5,
+                            content=format_add_checkpoint(n, sent, forged(ring, fork)),
+                        )
                         assert resp.status_code == 422, resp.text
         smaller = leaves[: n - 1]
-        assert httpx.post(f"{w1.url}/add-checkpoint", content=format_add_checkpoint(n, [], forged(ring, smaller)),
-                          timeout=5).status_code == 400  # fmt: skip
-        resp = httpx.post(f"{w1.url}/add-checkpoint", content=format_add_checkpoint(n - 1, [], forged(ring, smaller)),
-                          timeout=5)  # fmt: skip
+        assert (
+            httpx.post(
+                f"{w1.url}/add-checkpoint", content=format_add_checkpoint(n, [], forged(ring, smaller)), timeout=5
+            ).status_code
+            == 400
+        )
+        resp = httpx.post(
+            f"{w1.url}/add-checkpoint", content=format_add_checkpoint(n - 1, [], forged(ring, smaller)), timeout=5
+        )
         assert resp.status_code == 409 and resp.text == f"{n}\n"
         assert resp.headers["content-type"].startswith("text/x.tlog.size")
-        impostor = sign_note(checkpoint_text(ORIGIN, n + 1, b"\x00" * 32), name=ORIGIN,
-                             private_key=Ed25519PrivateKey.generate())  # fmt: skip
-        assert httpx.post(f"{w1.url}/add-checkpoint", content=format_add_checkpoint(n, [], impostor),
-                          timeout=5).status_code == 403  # fmt: skip
+        impostor = sign_note(
+            checkpoint_text(ORIGIN, n + 1, b"\x00" * 32), name=ORIGIN, private_key=Ed25519PrivateKey.generate()
+        )
+        assert (
+            httpx.post(
+                f"{w1.url}/add-checkpoint", content=format_add_checkpoint(n, [], impostor), timeout=5
+            ).status_code
+            == 403
+        )
 
         # ... and the same after a witness restart: its state and key come back from its own files
         w1.stop()
@@ -264,11 +312,13 @@ def test_witnessed_log_as_processes(tmp_path, db_url, log_keyring, witnesses, cr
         assert witness_vkey(w1) == vkeys[0]
         fork = list(leaves)
         fork[0] = leaf_hash(b"after restart")
-        resp = httpx.post(f"{w1.url}/add-checkpoint", content=format_add_checkpoint(n, [], forged(ring, fork)),
-                          timeout=5)  # fmt: skip
+        resp = httpx.post(
+            f"{w1.url}/add-checkpoint", content=format_add_checkpoint(n, [], forged(ring, fork)), timeout=5
+        )
         assert resp.status_code == 422
-        resp = httpx.post(f"{w1.url}/add-checkpoint", content=format_add_checkpoint(0, [], forged(ring, smaller)),
-                          timeout=5)  # fmt: skip
+        resp = httpx.post(
+            f"{w1.url}/add-checkpoint", content=format_add_checkpoint(0, [], forged(ring, smaller)), timeout=5
+        )
         assert resp.status_code == 409 and resp.text == f"{n}\n"
 
         # 3. witness 2 goes down: decisions are still recorded, checkpoints still published and cosigned by
@@ -278,8 +328,10 @@ def test_witnessed_log_as_processes(tmp_path, db_url, log_keyring, witnesses, cr
         later = wait_for(lambda: cosigned(log, 1), "a checkpoint of the whole ledger cosigned by witness 1")
         assert later["tree_size"] > n
         assert [c["witness"] for c in later["cosignatures"]] == [vkeys[0]]
-        health = wait_for(lambda: (h := httpx.get(f"{log.url}/healthz", timeout=5)).json()["status"] == "degraded"
-                          and h, "/healthz degraded")  # fmt: skip
+        health = wait_for(
+            lambda: (h := httpx.get(f"{log.url}/healthz", timeout=5)).json()["status"] == "degraded" and h,
+            "/healthz degraded",
+        )
         assert health.status_code == 200
         states = {w["verifier_key"]: w for w in health.json()["witnesses"]}
         assert states[vkeys[1]]["state"] == "down" and states[vkeys[1]]["last_error"]
@@ -318,8 +370,12 @@ def test_pusher_follows_a_409_to_the_witness_size(tmp_path, db_url, log_keyring,
         first = publish_now(services)
         assert first is not None
         # someone else (say, a second replica) pushed this checkpoint first
-        assert httpx.post(f"{w1.url}/add-checkpoint", content=format_add_checkpoint(0, [], first.note),
-                          timeout=5).status_code == 200  # fmt: skip
+        assert (
+            httpx.post(
+                f"{w1.url}/add-checkpoint", content=format_add_checkpoint(0, [], first.note), timeout=5
+            ).status_code
+            == 200
+        )
         with services.db.unit_of_work() as uow:
             services.ledger.append(uow.ledger, [EntryDraft("t", {"n": i}) for i in range(6, 11)])
         second = publish_now(services)
@@ -332,5 +388,45 @@ def test_pusher_follows_a_409_to_the_witness_size(tmp_path, db_url, log_keyring,
         keys = parse_witness_keys(witness_vkey(w1))
         assert check_ledger_quorum(services, keys=keys, quorum=1).ok
         assert pusher.push_latest(state) is False  # nothing new to push
+    finally:
+        services.close()
+
+
+def test_a_forged_checkpoint_in_the_log_database_is_refused_and_reported(tmp_path, db_url, log_keyring, witnesses):
+    """An insider with database write access and the signing key appends a checkpoint row for a rewritten
+    tree: the pusher sends it, the witness refuses it (422), the log reports that witness down with the
+    reason, and a verifier requiring that witness rejects the ledger."""
+    ring, _ = log_keyring
+    w1, _w2 = witnesses
+    vkey = witness_vkey(w1)
+    services = build_services(log_settings(tmp_path, db_url, witnesses=f"{vkey} {w1.url}"))
+    try:
+        with services.db.unit_of_work() as uow:
+            services.ledger.append(uow.ledger, [EntryDraft("t", {"n": i}) for i in range(5)])
+        assert publish_now(services) is not None
+        pusher = WitnessPusher(services)
+        state = next(iter(pusher.states.values()))
+        assert pusher.push_latest(state) is True
+        with services.db.unit_of_work() as uow:
+            services.ledger.append(uow.ledger, [EntryDraft("t", {"n": i}) for i in range(5, 8)])
+            leaves = uow.ledger.leaf_hashes(0, 8)
+        leaves[2] = leaf_hash(b"rewritten")
+        note = forged(ring, leaves)
+        with services.db.unit_of_work() as uow:
+            uow.ledger.append_checkpoint(
+                StoredCheckpoint(
+                    tree_size=8,
+                    root_hash=root_from_leaves(leaves),
+                    note=note,
+                    key_id=ring.active().key_id,
+                    published_at="2026-01-01T00:00:00Z",
+                )
+            )
+        with pytest.raises(PushError, match="HTTP 422"):
+            pusher.push_latest(state)
+        assert state.state == "down" and "422" in (state.last_error or "")
+        assert not check_ledger_quorum(services, keys=parse_witness_keys(vkey), quorum=1).ok
+        monitored = httpx.get(f"{w1.url}/{origin_hash(ORIGIN)}/checkpoint", timeout=5).text
+        assert monitored.split("\n")[1] == "5"  # the witness still vouches for the honest tree only
     finally:
         services.close()
