@@ -67,6 +67,18 @@ class CosignatureRepository:
         )
         return [_stored(r) for r in rows]
 
+    def sizes_with_at_least(self, count: int, *, limit: int = 20) -> list[int]:
+        """Checkpoint sizes with ``count`` or more stored cosignature rows, largest first (unverified rows:
+        the caller checks them)."""
+        rows = self.session.execute(
+            select(CosignatureRow.tree_size)
+            .group_by(CosignatureRow.tree_size)
+            .having(func.count() >= count)
+            .order_by(CosignatureRow.tree_size.desc())
+            .limit(limit)
+        )
+        return [int(size) for (size,) in rows]
+
     def last_sizes(self) -> dict[str, int]:
         """The largest checkpoint size each witness key cosigned."""
         rows = self.session.execute(

@@ -19,17 +19,30 @@ def _b64(data: bytes) -> str:
 
 
 @router.get("/checkpoint", response_model=None)
-def latest_checkpoint(services: ServicesDep, request: Request) -> Any:
+def latest_checkpoint(
+    services: ServicesDep,
+    request: Request,
+    witnessed: Annotated[
+        int | None, Query(ge=1, le=64, description="the latest checkpoint cosigned by at least this many witnesses")
+    ] = None,
+) -> Any:
     """The latest signed checkpoint with its witnesses' cosignatures (C2SP tlog-cosignature lines after the
     log's signature); ``Accept: text/plain`` returns that note as bytes."""
-    from api.services.witnessing import cosigned_note
+    from api.services.witnessing import cosigned_note, latest_witnessed
     from storage.cosignatures import CosignatureRepository
 
     with services.db.unit_of_work(write=False) as uow:
-        checkpoint = uow.ledger.latest_checkpoint()
-        if checkpoint is None:
-            raise ResourceNotFoundError("no checkpoint has been published yet")
-        note, cosignatures = cosigned_note(services, CosignatureRepository(uow.session), checkpoint)
+        repo = CosignatureRepository(uow.session)
+        if witnessed is not None:
+            found = latest_witnessed(services, uow.ledger, repo, witnessed)
+            if found is None:
+                raise ResourceNotFoundError(f"no checkpoint is cosigned by {witnessed} witness(es) yet")
+            checkpoint, note, cosignatures = found
+        else:
+            checkpoint = uow.ledger.latest_checkpoint()
+            if checkpoint is None:
+                raise ResourceNotFoundError("no checkpoint has been published yet")
+            note, cosignatures = cosigned_note(services, repo, checkpoint)
     if "text/plain" in request.headers.get("accept", ""):
         return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
     return {

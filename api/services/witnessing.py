@@ -33,7 +33,7 @@ from audit.cosignature import (
 )
 from audit.entry import format_timestamp
 from audit.errors import AuditError, QuorumError, SignatureError
-from audit.port import StoredCheckpoint
+from audit.port import LedgerStore, StoredCheckpoint
 from audit.witness import MalformedRequestError, format_add_checkpoint, parse_size
 from storage.cosignatures import CosignatureRepository, StoredCosignature
 from storage.errors import ConflictError
@@ -116,6 +116,18 @@ def cosigned_note(
             log.error("stored cosignature for checkpoint %d does not verify: %s", checkpoint.tree_size, row.line)
     unique = list({str(c.key): c for c in good}.values())
     return add_signature_lines(checkpoint.note, [c.line for c in unique]), unique
+
+
+def latest_witnessed(
+    services: Services, ledger: LedgerStore, repo: CosignatureRepository, count: int
+) -> tuple[StoredCheckpoint, str, list[Cosignature]] | None:
+    """The latest checkpoint whose served note carries at least ``count`` verified cosignatures."""
+    for size in repo.sizes_with_at_least(count):
+        checkpoint = ledger.checkpoint_at(size)
+        note, found = cosigned_note(services, repo, checkpoint)
+        if len(found) >= count:
+            return checkpoint, note, found
+    return None
 
 
 # -- pushing ------------------------------------------------------------------------------------------------

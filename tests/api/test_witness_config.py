@@ -67,17 +67,29 @@ def test_forged_cosignature_rows_are_not_served_and_fail_verify(tmp_path, db_url
             repo = CosignatureRepository(uow.session)
             repo.add(StoredCosignature(checkpoint.tree_size, str(K1), 1800000000, good, now))
             repo.add(StoredCosignature(checkpoint.tree_size, str(K2), 1800000000, forged, now))
-        app = create_app(services=services, start_workers=False, publish_checkpoints=False)
-        with TestClient(app) as client:
-            served = client.get("/v1/ledger/checkpoint").json()
-        assert [c["witness"] for c in served["cosignatures"]] == [str(K1)]
-        assert forged not in served["note"] and served["note"].endswith(good)
+        # verify: the forged line is named; witness 1 alone holds a quorum of 1
         report = check_ledger_quorum(services, keys=[K1, K2], quorum=1)
         assert not report.ok and "invalid cosignature" in report.message
         assert verify_witness_quorum(services, keys=[str(K1)], quorum=1) == 0
         assert verify_witness_quorum(services, keys=[str(K1), str(K2)], quorum=2) == 1
         assert verify_witness_quorum(services, keys=["not-a-key"], quorum=1) == 2
         assert "FAILED" in capsys.readouterr().err
+        # a newer checkpoint nobody cosigned yet: the latest fails the quorum, ?witnessed=1 serves the older one
+        with services.db.unit_of_work() as uow:
+            services.ledger.append(uow.ledger, [EntryDraft("t", {"n": 3})])
+        newer = publish_now(services)
+        assert newer is not None and newer.tree_size == 4
+        assert verify_witness_quorum(services, keys=[str(K1)], quorum=1) == 1
+        assert check_ledger_quorum(services, keys=[K1], quorum=1).latest_witnessed_size == 3
+        app = create_app(services=services, start_workers=False, publish_checkpoints=False)
+        with TestClient(app) as client:
+            assert client.get("/v1/ledger/checkpoint").json()["cosignatures"] == []
+            served = client.get("/v1/ledger/checkpoint?witnessed=1").json()
+            assert client.get("/v1/ledger/checkpoint?witnessed=2").status_code == 404  # the forged row counts not
+            text = client.get("/v1/ledger/checkpoint?witnessed=1", headers={"accept": "text/plain"}).text
+        assert served["tree_size"] == 3 and text == served["note"]
+        assert [c["witness"] for c in served["cosignatures"]] == [str(K1)]
+        assert forged not in served["note"] and served["note"].endswith(good)
     finally:
         services.close()
 
