@@ -39,9 +39,10 @@ def latest_checkpoint(
                 raise ResourceNotFoundError(f"no checkpoint is cosigned by {witnessed} witness(es) yet")
             checkpoint, note, cosignatures = found
         else:
-            checkpoint = uow.ledger.latest_checkpoint()
-            if checkpoint is None:
+            latest = uow.ledger.latest_checkpoint()
+            if latest is None:
                 raise ResourceNotFoundError("no checkpoint has been published yet")
+            checkpoint = latest
             note, cosignatures = cosigned_note(services, repo, checkpoint)
     if "text/plain" in request.headers.get("accept", ""):
         return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
