@@ -36,7 +36,7 @@ from audit.errors import AuditError, QuorumError, SignatureError
 from audit.port import LedgerStore, StoredCheckpoint
 from audit.witness import MalformedRequestError, format_add_checkpoint, parse_size
 from storage.cosignatures import CosignatureRepository, StoredCosignature
-from storage.errors import ConflictError
+from storage.errors import ConflictError, StorageError
 
 if TYPE_CHECKING:
     from api.container import Services
@@ -164,11 +164,12 @@ class PushError(AuditError):
 class WitnessPusher:
     """One thread per configured witness pushes the latest checkpoint whenever the witness is behind."""
 
-    def __init__(self, services: Services, *, client: httpx.Client | None = None) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
         self.endpoints = parse_witnesses(services.settings.witnesses)
         self.states = {str(e.key): WitnessState(e) for e in self.endpoints}
-        self._client = client or httpx.Client(timeout=services.settings.witness_timeout_seconds)
+        # one keep-alive client per witness thread (the protocol asks for keep-alive; no sharing across threads)
+        self._clients = {key: httpx.Client(timeout=services.settings.witness_timeout_seconds) for key in self.states}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         registry = services.metrics.registry
@@ -217,7 +218,8 @@ class WitnessPusher:
         self._stop.set()
         for thread in self._threads:
             thread.join(10)
-        self._client.close()
+        for client in self._clients.values():
+            client.close()
 
     def status(self) -> list[dict[str, Any]]:
         return [s.public() for s in self.states.values()]
@@ -233,9 +235,12 @@ class WitnessPusher:
             try:
                 self.push_latest(state)
                 wait = poll
-            except Exception as exc:  # any failure is the witness's state, never the log's
+            except Exception as exc:  # never let the thread die; the log keeps serving
                 wait = min(MAX_BACKOFF_SECONDS, poll * 2 ** min(state.consecutive_failures, 6))
-                if not isinstance(exc, (PushError, httpx.HTTPError)):
+                if isinstance(exc, StorageError):
+                    log.warning("witness %s: the log's database is unavailable: %s", state.endpoint.name, exc)
+                    wait = max(wait, 1.0)
+                elif not isinstance(exc, (PushError, httpx.HTTPError)):
                     log.exception("witness %s: unexpected error", state.endpoint.name)
 
     def push_latest(self, state: WitnessState) -> bool:
@@ -291,7 +296,7 @@ class WitnessPusher:
             if 0 < old < size:
                 with self.services.db.unit_of_work(write=False) as uow:
                     proof = self.services.ledger.consistency_proof(uow.ledger, first=old, second=size)
-            response = self._client.post(
+            response = self._clients[str(endpoint.key)].post(
                 f"{endpoint.url}/add-checkpoint", content=format_add_checkpoint(old, proof, checkpoint.note)
             )
             if response.status_code == 409:
