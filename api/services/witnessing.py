@@ -306,6 +306,13 @@ class WitnessPusher:
                     raise PushError(f"409 with an unreadable size: {exc}") from exc
                 state.last_cosigned_size = old  # the witness's own record is the truth
                 continue
+            if response.status_code == 422:
+                log.error(
+                    "witness %s refuses checkpoint %d as inconsistent with what it cosigned before: %s",
+                    endpoint.name,
+                    size,
+                    response.text.strip()[:300],
+                )
             if response.status_code != 200:
                 raise PushError(f"HTTP {response.status_code}: {response.text.strip()[:300]}")
             self._store(endpoint, checkpoint, response.text)
