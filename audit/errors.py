@@ -43,3 +43,13 @@ class VerificationError(AuditError):
 
 class LogSplitError(AuditError):
     """A new checkpoint would not extend the last published one: publishing it would split the log."""
+
+
+class CorruptRowError(AuditError):
+    """A stored ledger row holds a value no ledger writes (text where bytes belong, a wrong length, a
+    non-integer index, NULL, ...). Names the table and the position so that verification can report it."""
+
+    def __init__(self, table: str, position: int, message: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.position = position
