@@ -32,6 +32,31 @@ def open_checkpoint(note: str, *, keys: Sequence[StoredKey], origin: str | None 
     return OpenedCheckpoint(found_origin, size, root, verified.key_id)
 
 
+def check_extension(held: OpenedCheckpoint, latest: OpenedCheckpoint, proof: Sequence[bytes]) -> None:
+    """A client's check that the log it sees now extends the checkpoint it holds (RFC 9162 §2.1.4.2).
+
+    ``held`` and ``latest`` are both already signature-checked; ``proof`` is the served consistency proof
+    from ``held.tree_size`` to ``latest.tree_size``. The client's own copy of the old root is what the proof
+    must lead to — never a root the server sends along. Raises LogSplitError for a rollback or a rewrite.
+    """
+    if latest.origin != held.origin:
+        raise LogSplitError(f"the checkpoint is for {latest.origin!r}, not {held.origin!r}")
+    if latest.tree_size < held.tree_size:
+        raise LogSplitError(f"the log was rolled back: tree size {latest.tree_size} after {held.tree_size}")
+    try:
+        verify_consistency(
+            first=held.tree_size,
+            second=latest.tree_size,
+            proof=proof,
+            first_root=held.root_hash,
+            second_root=latest.root_hash,
+        )
+    except ProofError as exc:
+        raise LogSplitError(
+            f"tree size {latest.tree_size} does not extend the held checkpoint {held.tree_size}: {exc}"
+        ) from exc
+
+
 def publish_checkpoint(
     store: LedgerStore,
     *,
