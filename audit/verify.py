@@ -216,14 +216,35 @@ class _Walk:
             self._check_nodes()
             if self.progress is not None:
                 self.progress(position, size)
+        entries, nodes = self.store.row_counts()
+        if entries != size:
+            self.table = "ledger_entries"
+            message = f"ledger_entries holds {entries} rows for {size} entries (rows outside 0..{size - 1})"
+            raise _fail("entry", size, message)
         if next_cp is not None:
+            self.table = "ledger_checkpoints"
+            try:
+                signed = open_checkpoint(next_cp.note, keys=[k.as_stored() for k in self.trust.for_size(size)])
+            except SignatureError:
+                signed = None
+            if signed is None or signed.tree_size != next_cp.tree_size:
+                where = f"checkpoint {next_cp.tree_size}"
+                raise _fail(
+                    "checkpoint",
+                    next_cp.tree_size,
+                    f"{where} is beyond the ledger ({size} entries) and its signed note does not say that size",
+                )
+            self.table = "ledger_entries"
             raise _fail(
-                "checkpoint",
-                next_cp.tree_size,
-                f"checkpoint at tree size {next_cp.tree_size} but the ledger has only {size} entries "
-                "(entries were removed)",
+                "entry",
+                size,
+                f"entries {size}.. are missing: checkpoint at tree size {next_cp.tree_size} but the ledger has only "
+                f"{size} entries (entries were removed)",
             )
-        self._check_counts(size)
+        expected = size - bin(size).count("1")  # complete subtrees of 2 or more leaves
+        if nodes != expected:
+            self.table = "ledger_nodes"
+            raise _fail("tree", size, f"ledger_nodes holds {nodes} rows; a tree of {size} entries has {expected}")
         self._check_keys()
         if self.progress is not None:
             self.progress(position, size)
@@ -310,18 +331,6 @@ class _Walk:
             f"signed by {', '.join(names)}: not a trust anchor, and no key rotation entry signed by a trusted key "
             "introduces it before this checkpoint"
         )
-
-    def _check_counts(self, size: int) -> None:
-        entries, nodes = self.store.row_counts()
-        if entries != size:
-            self.table = "ledger_entries"
-            raise _fail(
-                "entry", size, f"ledger_entries holds {entries} rows for {size} entries (rows outside 0..{size - 1})"
-            )
-        expected = size - bin(size).count("1")  # complete subtrees of 2 or more leaves
-        if nodes != expected:
-            self.table = "ledger_nodes"
-            raise _fail("tree", size, f"ledger_nodes holds {nodes} rows; a tree of {size} entries has {expected}")
 
     def _check_keys(self) -> None:
         self.table = "signing_keys"

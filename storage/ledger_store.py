@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.orm import Session
@@ -30,7 +31,7 @@ class SqlLedgerStore:
 
     def size(self) -> int:
         top = self.session.execute(select(func.max(LedgerEntryRow.idx))).scalar_one_or_none()
-        return 0 if top is None else int(top) + 1
+        return 0 if top is None else _integer(top, "ledger_entries", -1, "the largest idx") + 1
 
     def append(self, entries: Sequence[StoredEntry]) -> None:
         if not entries:
@@ -76,7 +77,7 @@ class SqlLedgerStore:
                 .order_by(LedgerEntryRow.idx)
             ).all()
             for idx, entry_type, recorded_at, canonical, leaf in rows:
-                plain = type(canonical) is bytes and type(leaf) is bytes
+                plain = type(idx) is int and type(canonical) is bytes and type(leaf) is bytes
                 if plain and type(entry_type) is str and type(recorded_at) is str:
                     yield StoredEntry(idx, entry_type, recorded_at, canonical, leaf)
                 else:
@@ -164,19 +165,17 @@ class SqlLedgerStore:
         )
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
-        row = self.session.execute(
-            select(CheckpointRow).order_by(CheckpointRow.tree_size.desc()).limit(1)
-        ).scalar_one_or_none()
+        row = self.session.execute(_CHECKPOINT_COLUMNS.order_by(CheckpointRow.tree_size.desc()).limit(1)).first()
         return _checkpoint(row) if row is not None else None
 
     def checkpoint_at(self, tree_size: int) -> StoredCheckpoint:
-        row = self.session.get(CheckpointRow, tree_size)
+        row = self.session.execute(_CHECKPOINT_COLUMNS.where(CheckpointRow.tree_size == tree_size)).first()
         if row is None:
             raise EntryNotFoundError(f"no checkpoint was published at tree size {tree_size}")
         return _checkpoint(row)
 
     def iter_checkpoints(self) -> Iterator[StoredCheckpoint]:
-        rows = self.session.execute(select(CheckpointRow).order_by(CheckpointRow.tree_size)).scalars()
+        rows = self.session.execute(_CHECKPOINT_COLUMNS.order_by(CheckpointRow.tree_size))
         for position, row in enumerate(rows):
             yield _checkpoint(row, position)
 
@@ -195,7 +194,11 @@ class SqlLedgerStore:
             )
 
     def keys(self) -> list[StoredKey]:
-        rows = self.session.execute(select(SigningKeyRow).order_by(SigningKeyRow.created_at)).scalars()
+        rows = self.session.execute(
+            select(
+                SigningKeyRow.key_id, SigningKeyRow.name, SigningKeyRow.public_key, SigningKeyRow.created_at
+            ).order_by(SigningKeyRow.created_at, SigningKeyRow.key_id)
+        )
         return [_key(row, position) for position, row in enumerate(rows)]
 
     def row_counts(self) -> tuple[int, int]:
@@ -234,9 +237,8 @@ def _text(value: object, table: str, position: int, column: str) -> str:
 
 def _integer(value: object, table: str, position: int, column: str) -> int:
     if type(value) is not int:
-        raise CorruptRowError(
-            table, position, f"{table} row {position}: {column} holds {_describe(value)}, not an integer"
-        )
+        where = f"{table} row {position}" if position >= 0 else table
+        raise CorruptRowError(table, position, f"{where}: {column} holds {_describe(value)}, not an integer")
     return value
 
 
@@ -273,7 +275,16 @@ def _entry(row: LedgerEntryRow) -> StoredEntry:
     return _checked_entry(row.idx, row.entry_type, row.recorded_at, row.canonical, row.leaf_hash)
 
 
-def _checkpoint(row: CheckpointRow, position: int = 0) -> StoredCheckpoint:
+_CHECKPOINT_COLUMNS = select(
+    CheckpointRow.tree_size,
+    CheckpointRow.root_hash,
+    CheckpointRow.note,
+    CheckpointRow.key_id,
+    CheckpointRow.published_at,
+)
+
+
+def _checkpoint(row: Any, position: int = 0) -> StoredCheckpoint:
     table = "ledger_checkpoints"
     size = _integer(row.tree_size, table, position, "tree_size")
     return StoredCheckpoint(
@@ -285,7 +296,7 @@ def _checkpoint(row: CheckpointRow, position: int = 0) -> StoredCheckpoint:
     )
 
 
-def _key(row: SigningKeyRow, position: int) -> StoredKey:
+def _key(row: Any, position: int) -> StoredKey:
     table = "signing_keys"
     return StoredKey(
         _text(row.key_id, table, position, "key_id"),

@@ -164,7 +164,8 @@ def test_truncation_behind_a_checkpoint_is_reported(logged, keyring):
     del store.entries[12:]
     report = verify_ledger(store, anchors=anchors(keyring))
     assert not report.ok
-    assert report.failure.what == "checkpoint" and report.failure.position == 17
+    assert report.failure.what == "entry" and report.failure.position == 12
+    assert report.failure.table == "ledger_entries" and "checkpoint at tree size 17" in report.failure.message
 
 
 def test_a_forged_checkpoint_is_reported(logged, keyring):
