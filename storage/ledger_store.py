@@ -137,7 +137,10 @@ class SqlLedgerStore:
                 LedgerNodeRow.level == level, LedgerNodeRow.idx >= start, LedgerNodeRow.idx < end
             )
         )
-        return {_node_key(level, idx)[1]: _node_hash(level, idx, digest) for idx, digest in rows}
+        found: dict[int, bytes] = dict(rows.tuples().all())
+        if set(map(type, found)) <= {int} and set(map(type, found.values())) <= {bytes}:
+            return found  # the usual case, checked at C speed
+        return {_node_key(level, idx)[1]: _node_hash(level, idx, digest) for idx, digest in found.items()}
 
     def iter_nodes(self) -> Iterator[tuple[int, int, bytes]]:
         """Every stored node, for verification."""
