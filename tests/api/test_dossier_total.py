@@ -7,7 +7,9 @@ import pytest
 from sqlalchemy import text
 
 from api.services.checkpoints import publish_now
+from api.services.verification import verify_whole_ledger
 from api.workers.local_pool import drain
+from audit.note import verifier_key
 from tests.api.attacks import behind_the_back
 from tests.api.helpers import applicant_rows
 
@@ -22,8 +24,6 @@ def recorded(client, services, registered):
     page = client.get("/review/decisions/d-0")
     assert page.status_code == 200 and "status-verified" in page.text
     key = services.keyring.active()
-    from audit.note import verifier_key
-
     assert verifier_key(key.name, key.public_key) in page.text  # the full key, not a 4-byte id
     return services
 
@@ -66,7 +66,7 @@ TAMPERS = {
 
 
 @pytest.mark.parametrize("how", list(TAMPERS))
-def test_the_dossier_shows_a_failed_check_not_an_error(recorded, client, how):
+def test_the_dossier_shows_a_failed_check_not_an_error(recorded, client, how, capsys):
     index = _index(recorded, "d-0")
     behind_the_back(recorded, TAMPERS[how](recorded, index))
     page = client.get("/review/decisions/d-0")
@@ -74,3 +74,6 @@ def test_the_dossier_shows_a_failed_check_not_an_error(recorded, client, how):
     assert "status-failed" in page.text
     api = client.get("/v1/decisions/d-0")
     assert api.status_code < 500 or api.json()["error"]["code"] != "internal", api.text
+    assert verify_whole_ledger(recorded, quiet=True) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("FAILED (ledger_") and "Traceback" not in err, err
