@@ -86,7 +86,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     if anchors is None:
         return 2
     if args.bundle:
-        return verify_bundle_file(Path(args.bundle), quiet=args.quiet)
+        return verify_bundle_file(Path(args.bundle), quiet=args.quiet, anchors=anchors or None)
     services = _services(settings)
     try:
         return verify_whole_ledger(services, quiet=args.quiet, anchors=anchors or None)

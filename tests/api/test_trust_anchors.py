@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from api.services.checkpoints import publish_now
 from api.services.keys import rotate_signing_key
-from api.services.verification import verify_whole_ledger
+from api.services.verification import verify_bundle_file, verify_whole_ledger
 from api.settings import Settings
 from api.workers.local_pool import drain
 from audit.entry import EntryDraft
@@ -196,3 +196,16 @@ def test_cli_rotate_then_verify_with_only_the_first_key(ledger):
     result = cli("verify", "--key", first)
     assert result.returncode == 0, result.stderr
     assert second in result.stdout and "OK:" in result.stdout
+
+
+def test_verify_bundle_with_key_requires_the_checkpoint_signed_by_it(ledger, client, tmp_path, capsys):
+    export = client.post("/v1/exports", json={"model": "credit@1"})
+    assert export.status_code == 201, export.text
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(client.get(f"/v1/exports/{export.json()['export_id']}/bundle").content)
+    own = VerifierKey.parse(_anchor(ledger))
+    assert verify_bundle_file(path, quiet=True, anchors=[own]) == 0
+    stranger = VerifierKey(own.name, Ed25519PrivateKey.generate().public_key().public_bytes_raw())
+    capsys.readouterr()
+    assert verify_bundle_file(path, quiet=True, anchors=[stranger]) == 1
+    assert stranger.text in capsys.readouterr().err
