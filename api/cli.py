@@ -11,8 +11,12 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from api.settings import Settings
+
+if TYPE_CHECKING:
+    from audit.trust import VerifierKey
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -78,15 +82,18 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from api.services.verification import verify_bundle_file, verify_whole_ledger
 
+    anchors = _verifier_keys(args.key or [])
+    if anchors is None:
+        return 2
     if args.bundle:
         if args.witness_key or args.quorum:
             print(
                 "note: bundles carry no cosignatures yet; --witness-key/--quorum apply to the ledger", file=sys.stderr
             )
-        return verify_bundle_file(Path(args.bundle), quiet=args.quiet)
+        return verify_bundle_file(Path(args.bundle), quiet=args.quiet, anchors=anchors or None)
     services = _services(settings)
     try:
-        status = verify_whole_ledger(services, quiet=args.quiet)
+        status = verify_whole_ledger(services, quiet=args.quiet, anchors=anchors or None)
         if status == 0:  # witnesses (docs/witnesses.md): the latest checkpoint needs the quorum's cosignatures
             from api.services.witnessing import verify_witness_quorum
 
@@ -94,6 +101,20 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         return status
     finally:
         services.close()
+
+
+def _verifier_keys(texts: Sequence[str]) -> list[VerifierKey] | None:
+    """Parse ``--key`` values; None (after saying which is wrong) when one is not a verifier key."""
+    from audit.trust import KeyFormatError, VerifierKey
+
+    keys = []
+    for text in texts:
+        try:
+            keys.append(VerifierKey.parse(text))
+        except KeyFormatError as exc:
+            print(f"rationale: --key: {exc}", file=sys.stderr)
+            return None
+    return keys
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -171,14 +192,21 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     services = _services(settings)
     try:
         if args.keys_command == "rotate":
-            key = services.keyring.rotate(supplied=Path(args.key_file) if args.key_file else None)
-            with services.db.unit_of_work() as uow:
-                uow.ledger.add_key(key)
-            print(f"new active key {key.key_id}; older keys stay published for old checkpoints")
+            from api.services.keys import rotate_signing_key
+
+            result = rotate_signing_key(services, supplied=Path(args.key_file) if args.key_file else None)
+            print(f"rotated at ledger index {result.ledger_index}, signed by the outgoing key")
+            print(f"  from {result.previous.text}")
+            print(f"  to   {result.next.text}")
+            if result.checkpoint is not None:
+                print(f"checkpoint of tree size {result.checkpoint.tree_size} signed by the new key")
         active = services.keyring.active().key_id
+        print("keyring (* signs new checkpoints; every key here is a trust anchor for this deployment):")
         for key in services.keyring.all_public():
             marker = "*" if key.key_id == active else " "
-            print(f"{marker} {key.key_id}  {key.created_at}  {verifier_key(key.name, key.public_key)}")
+            print(f"{marker} {verifier_key(key.name, key.public_key)}  created {key.created_at}")
+        for anchor in settings.trust_anchors:
+            print(f"  {anchor.text}  (RATIONALE_TRUSTED_KEYS)")
     finally:
         services.close()
     return 0
@@ -314,7 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="recompute every leaf hash and root of the ledger, or check a bundle")
     p.add_argument("--bundle", metavar="FILE", help="verify an export bundle instead of the database")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--key",
+        action="append",
+        metavar="VKEY",
+        help="trust only this C2SP verifier key (name+hash+base64; repeatable); default: the keyring's public "
+        "keys and RATIONALE_TRUSTED_KEYS. Later keys are followed through key rotation entries",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no list of trusted keys")
     p.add_argument(
         "--witness-key",
         action="append",
@@ -361,8 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("keys", help="list or rotate the checkpoint-signing keys")
     ksub = p.add_subparsers(dest="keys_command", metavar="ACTION")
-    ksub.add_parser("list", help="list the keys (* marks the active one)")
-    rot = ksub.add_parser("rotate", help="make a new active key; old ones stay published")
+    ksub.add_parser("list", help="list the keys as full verifier keys (* marks the active one)")
+    rot = ksub.add_parser("rotate", help="make a new active key, recorded as a ledger entry signed by the outgoing key")
     rot.add_argument("--key-file", help="use this Ed25519 PEM private key instead of generating one")
     p.set_defaults(handler=cmd_keys, keys_command="list")
 

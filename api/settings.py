@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from audit.trust import VerifierKey, parse_verifier_keys
+
 
 class Settings(BaseSettings):
     """Every knob of a deployment. Defaults give the embedded mode: SQLite file + in-process worker pool."""
@@ -78,6 +80,23 @@ class Settings(BaseSettings):
         else:
             parse_witness_keys(value)
         return value
+
+    trusted_keys: str = Field(
+        default="",
+        description="C2SP verifier keys (name+hash+base64), comma- or space-separated, trusted besides the "
+        "public halves of the data-dir keyring; checked when the settings load",
+    )
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _trusted_keys_parse(cls, value: str) -> str:
+        parse_verifier_keys(value)  # raises KeyFormatError (a ValueError) naming the bad key
+        return value
+
+    @property
+    def trust_anchors(self) -> tuple[VerifierKey, ...]:
+        """The keys configured in RATIONALE_TRUSTED_KEYS."""
+        return parse_verifier_keys(self.trusted_keys)
 
     @field_validator("origin")
     @classmethod

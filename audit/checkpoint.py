@@ -32,12 +32,46 @@ def open_checkpoint(note: str, *, keys: Sequence[StoredKey], origin: str | None 
     return OpenedCheckpoint(found_origin, size, root, verified.key_id)
 
 
+def check_extension(held: OpenedCheckpoint, latest: OpenedCheckpoint, proof: Sequence[bytes]) -> None:
+    """A client's check that the log it sees now extends the checkpoint it holds (RFC 9162 §2.1.4.2).
+
+    ``held`` and ``latest`` are both already signature-checked; ``proof`` is the served consistency proof
+    from ``held.tree_size`` to ``latest.tree_size``. The client's own copy of the old root is what the proof
+    must lead to — never a root the server sends along. Raises LogSplitError for a rollback or a rewrite.
+    """
+    if latest.origin != held.origin:
+        raise LogSplitError(f"the checkpoint is for {latest.origin!r}, not {held.origin!r}")
+    if latest.tree_size < held.tree_size:
+        raise LogSplitError(f"the log was rolled back: tree size {latest.tree_size} after {held.tree_size}")
+    try:
+        verify_consistency(
+            first=held.tree_size,
+            second=latest.tree_size,
+            proof=proof,
+            first_root=held.root_hash,
+            second_root=latest.root_hash,
+        )
+    except ProofError as exc:
+        raise LogSplitError(
+            f"tree size {latest.tree_size} does not extend the held checkpoint {held.tree_size}: {exc}"
+        ) from exc
+
+
 def publish_checkpoint(
-    store: LedgerStore, *, ledger: Ledger, keyring: Keyring, origin: str, clock: Callable[[], datetime]
+    store: LedgerStore,
+    *,
+    ledger: Ledger,
+    keyring: Keyring,
+    origin: str,
+    clock: Callable[[], datetime],
+    anchors: Sequence[StoredKey] = (),
 ) -> StoredCheckpoint:
     """Sign the current tree head; a no-op when nothing was appended since the last checkpoint.
 
-    Raises LogSplitError when the new head is not an extension of the last published one.
+    The previous checkpoint is kept; the new one is signed only if the previous one's signature verifies
+    with a key this deployment holds (its keyring, or ``anchors``) and an RFC 9162 consistency proof leads
+    from the previous signed root to the new root. Otherwise someone with database access could make the
+    real key sign a rewritten history. Raises LogSplitError when either fails.
     """
     size = store.lock_and_size()
     latest = store.latest_checkpoint()
@@ -49,13 +83,23 @@ def publish_checkpoint(
     if latest is not None:
         if latest.tree_size > size:
             raise LogSplitError(f"the ledger has {size} entries but checkpoint {latest.tree_size} was published")
+        try:
+            previous = open_checkpoint(latest.note, keys=[*keyring.all_public(), *anchors])
+        except SignatureError as exc:
+            raise LogSplitError(
+                f"refusing to publish: the latest checkpoint ({latest.tree_size}) does not verify: {exc}"
+            ) from exc
+        if previous.tree_size != latest.tree_size:
+            raise LogSplitError(
+                f"refusing to publish: checkpoint {latest.tree_size} says tree size {previous.tree_size}"
+            )
         proof = ledger.consistency_proof(store, first=latest.tree_size, second=size)
         try:
             verify_consistency(
                 first=latest.tree_size,
                 second=size,
                 proof=proof,
-                first_root=latest.root_hash,
+                first_root=previous.root_hash,
                 second_root=root,
             )
         except ProofError as exc:

@@ -2,6 +2,9 @@
 
 Each private key is a PEM file (mode 0600) named by its key id; ``active`` names the one that signs.
 Rotation adds a key and switches ``active``; old public keys stay published so old checkpoints verify.
+The public halves of every key here are trust anchors for this deployment's own verification: they come
+from the operator's disk, not from the database. A rotation is also recorded in the ledger, signed by the
+outgoing key (``audit.trust.KeyRotation``), so that verifiers holding only an older key can follow it.
 """
 
 from __future__ import annotations
@@ -50,9 +53,24 @@ class Keyring:
         return self._add(self._load_pem(supplied.read_bytes()) if supplied else Ed25519PrivateKey.generate())
 
     def rotate(self, *, supplied: Path | None = None) -> StoredKey:
+        """Add a key and make it the active one at once (``prepare`` + ``activate``)."""
         return self._add(self._load_pem(supplied.read_bytes()) if supplied else Ed25519PrivateKey.generate())
 
-    def _add(self, private: Ed25519PrivateKey) -> StoredKey:
+    def prepare(self, *, supplied: Path | None = None) -> StoredKey:
+        """Add the next key without activating it: the rotation entry is written first, then ``activate``."""
+        private = self._load_pem(supplied.read_bytes()) if supplied else Ed25519PrivateKey.generate()
+        if self._index().get("active") == key_id(self.name, private.public_key().public_bytes_raw()):
+            raise AuditError("the supplied key is already the active signing key")
+        return self._add(private, activate=False)
+
+    def activate(self, kid: str) -> StoredKey:
+        index = self._index()
+        if kid not in (index.get("keys") or {}):  # type: ignore[operator]
+            raise AuditError(f"no key {kid} in the keyring")
+        self._write_index({**index, "active": kid})
+        return self.public(kid)
+
+    def _add(self, private: Ed25519PrivateKey, *, activate: bool = True) -> StoredKey:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         public = private.public_key().public_bytes_raw()
         kid = key_id(self.name, public)
@@ -65,8 +83,8 @@ class Keyring:
             handle.write(pem)
         index = self._index()
         keys = dict(index.get("keys") or {})  # type: ignore[call-overload]
-        keys[kid] = {"name": self.name, "created_at": format_timestamp(self.clock())}
-        self._write_index({"active": kid, "keys": keys})
+        keys.setdefault(kid, {"name": self.name, "created_at": format_timestamp(self.clock())})
+        self._write_index({"active": kid if activate else index.get("active"), "keys": keys})
         return self.public(kid)
 
     @staticmethod

@@ -51,6 +51,9 @@ class MemoryLedgerStore:
     def node_range(self, level: int, start: int, end: int) -> dict[int, bytes]:
         return {i: self.nodes[(level, i)] for i in range(start, end) if (level, i) in self.nodes}
 
+    def row_counts(self) -> tuple[int, int]:
+        return len(self.entries), len(self.nodes)
+
     def iter_nodes(self) -> Iterator[tuple[int, int, bytes]]:
         for (level, idx), digest in sorted(self.nodes.items()):
             yield level, idx, digest

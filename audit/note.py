@@ -85,6 +85,21 @@ def open_note(note: str, *, keys: Sequence[tuple[str, bytes]]) -> VerifiedNote:
     raise SignatureError("the note carries no signature by a known key")
 
 
+def ed25519_signers(note: str) -> list[tuple[str, str]]:
+    """(key name, hex key hash) of each Ed25519-sized signature line, unverified: to name who signed."""
+    _, sep, signatures = note.rpartition("\n\n")
+    found: list[tuple[str, str]] = []
+    for line in signatures.split("\n") if sep else []:
+        name, _, blob = line[len(SIG_PREFIX) :].partition(" ")
+        try:
+            raw = base64.b64decode(blob, validate=True)
+        except ValueError:
+            continue
+        if line.startswith(SIG_PREFIX) and len(raw) == 68:
+            found.append((name, raw[:4].hex()))
+    return found
+
+
 def checkpoint_text(origin: str, tree_size: int, root: bytes) -> str:
     """C2SP tlog-checkpoint body: origin, decimal size, base64 root hash, each on its own line."""
     return f"{origin}\n{tree_size}\n{base64.b64encode(root).decode()}\n"

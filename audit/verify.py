@@ -1,30 +1,53 @@
-"""Whole-ledger verification from the stored bytes: every leaf, every tree node, every checkpoint.
+"""Whole-ledger verification from the stored bytes: every leaf, tree node, checkpoint and stored key.
 
-Reports the first place that does not match. Leaf hashes are recomputed from the stored canonical bytes
-(never from a re-serialization); each entry's own "index" field must equal its position, so a deleted,
-inserted or reordered entry is caught even if its neighbours' hashes were rewritten too.
+Reports the first place that does not match, naming the table and the position. Leaf hashes are recomputed
+from the stored canonical bytes (never from a re-serialization); each entry's own "index" field must equal
+its position, so a deleted, inserted or reordered entry is caught even if its neighbours' hashes were
+rewritten too.
+
+Trust comes from outside the database: checkpoints must be signed by one of the ``anchors`` the caller was
+given out of band, or by a key that a ``key.rotated`` entry signed by an already-trusted key introduced
+(``audit.trust``). Keys in the keys table are data to check: each must be trusted by the end of the walk.
+Each checkpoint's root must match the entries, and a consistency proof from the stored tree must lead from
+its predecessor's signed root to its own, so the published checkpoints form one unbroken history.
+
+Verification is total: any value in any ledger column gives a ``Failure``, never an exception.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from audit.checkpoint import open_checkpoint
-from audit.errors import AuditError
-from audit.merkle import EMPTY_ROOT, node_hash
-from audit.port import LedgerStore, StoredCheckpoint, StoredKey
+from audit.canonical import canonical_bytes
+from audit.checkpoint import OpenedCheckpoint, open_checkpoint
+from audit.entry import parse_timestamp
+from audit.errors import AuditError, CorruptRowError, SignatureError
+from audit.ledger import Ledger
+from audit.merkle import EMPTY_ROOT, node_hash, verify_consistency
+from audit.note import ed25519_signers, key_hash
+from audit.port import LedgerStore, StoredCheckpoint
+from audit.trust import ROTATION_TYPE, TrustSet, VerifierKey
 
-_INDEX = re.compile(rb'\{"index":(0|[1-9][0-9]*),"payload":')
+# What corrupted stored values can raise on their way through the checks (CorruptRowError is an AuditError).
+_DATA_ERRORS = (AuditError, ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError)
+_TABLE_OF = {
+    "entry": "ledger_entries",
+    "tree": "ledger_nodes",
+    "checkpoint": "ledger_checkpoints",
+    "key": "signing_keys",
+}
+_WHAT_OF = {table: what for what, table in _TABLE_OF.items()}
 
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    what: str  # "entry", "tree" or "checkpoint"
-    position: int  # entry index, or checkpoint tree size
+    what: str  # "entry", "tree", "checkpoint" or "key"
+    position: int  # entry index, checkpoint tree size, or row position in its table (-1: unknown)
     message: str
+    table: str = ""  # the table holding the row at fault
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +57,7 @@ class VerificationReport:
     checkpoints_checked: int
     root_hex: str | None
     failure: Failure | None = None
+    trusted_keys: tuple[str, ...] = ()  # full verifier keys trusted at the end: anchors, then rotated-in keys
 
 
 class _Stack:
@@ -62,100 +86,270 @@ class _Stack:
         return digest
 
 
+class _Stop(Exception):
+    """Carries the first failure out of the walk."""
+
+    def __init__(self, failure: Failure) -> None:
+        self.failure = failure
+
+
+def _fail(what: str, position: int, message: str) -> _Stop:
+    return _Stop(Failure(what, position, message, _TABLE_OF[what]))
+
+
+def _json_string(text: str) -> bytes:
+    """RFC 8785 spelling of a string; the common plain-ASCII case without the encoder."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return b'"' + text.encode("ascii") + b'"'
+    return canonical_bytes(text)
+
+
+def _never() -> datetime:
+    return datetime.now(UTC)
+
+
 def verify_ledger(
     store: LedgerStore,
     *,
-    keys: Sequence[StoredKey],
+    anchors: Iterable[VerifierKey],
     progress: Callable[[int, int], None] | None = None,
     batch: int = 10_000,
 ) -> VerificationReport:
-    size = store.size()
-    checkpoints = list(store.iter_checkpoints())
-    stack = _Stack()
-    position = 0
-    pending = iter(checkpoints)
-    next_cp = next(pending, None)
-    checked_cps = 0
+    """Verify everything the store holds against ``anchors``; never raises for bad data."""
+    walk = _Walk(store, TrustSet(anchors), progress, batch)
+    try:
+        root = walk.run()
+    except _Stop as stop:
+        return walk.report(stop.failure)
+    except CorruptRowError as exc:
+        what = _WHAT_OF.get(exc.table, "entry")
+        return walk.report(Failure(what, exc.position, str(exc), exc.table))
+    except _DATA_ERRORS as exc:
+        message = f"{walk.table} at {walk.position}: unreadable ({type(exc).__name__}: {exc})"
+        return walk.report(Failure(_WHAT_OF.get(walk.table, "entry"), walk.position, message, walk.table))
+    return VerificationReport(
+        True, walk.position, walk.checked_cps, root.hex() if root else None, None, walk.trusted_texts()
+    )
 
-    def fail(what: str, where: int, message: str) -> VerificationReport:
-        return VerificationReport(False, position, checked_cps, None, Failure(what, where, message))
 
-    sha256 = hashlib.sha256
-    completed: dict[tuple[int, int], bytes] = {}
+class _Walk:
+    def __init__(
+        self, store: LedgerStore, trust: TrustSet, progress: Callable[[int, int], None] | None, batch: int
+    ) -> None:
+        self.store = store
+        self.trust = trust
+        self.progress = progress
+        self.batch = batch
+        self.position = 0
+        self.checked_cps = 0
+        self.table = "ledger_entries"
+        self.stack = _Stack()
+        self.completed: dict[tuple[int, int], bytes] = {}
+        self.previous: OpenedCheckpoint | None = None
+        self.prover = Ledger(clock=_never)
 
-    def bad_node() -> Failure | None:
+    def report(self, failure: Failure) -> VerificationReport:
+        return VerificationReport(False, self.position, self.checked_cps, None, failure, self.trusted_texts())
+
+    def trusted_texts(self) -> tuple[str, ...]:
+        return tuple(k.text for k in self.trust.valid_from)
+
+    def run(self) -> bytes | None:
+        store = self.store
+        size = store.size()
+        self.table = "ledger_checkpoints"
+        checkpoints = list(store.iter_checkpoints())
+        for cp in checkpoints:
+            if cp.tree_size < 1:
+                raise _fail(
+                    "checkpoint", cp.tree_size, f"checkpoint {cp.tree_size}: a checkpoint covers 1 entry or more"
+                )
+        pending = iter(checkpoints)
+        next_cp = next(pending, None)
+        sha256 = hashlib.sha256
+        tails: dict[tuple[str, str], bytes] = {}
+        position = 0
+        for start in range(0, size, self.batch):
+            end = min(size, start + self.batch)
+            self.table = "ledger_entries"
+            for entry in store.iter_range(start, end):
+                self.position = position
+                if entry.index != position:
+                    raise _fail("entry", position, f"entry {position} is missing (found {entry.index} in its place)")
+                canonical = entry.canonical
+                if not canonical.startswith(b'{"index":%d,"payload":' % position):
+                    raise _fail("entry", position, f"entry {position}: its bytes do not carry index {position}")
+                if sha256(b"\x00" + canonical).digest() != entry.leaf_hash:
+                    raise _fail("entry", position, f"entry {position}: stored bytes do not hash to its leaf hash")
+                tail = tails.get((entry.recorded_at, entry.type))
+                if tail is None:
+                    if len(tails) > 4096:
+                        tails.clear()
+                    tail = b"".join(
+                        (
+                            b',"recorded_at":',
+                            _json_string(entry.recorded_at),
+                            b',"type":',
+                            _json_string(entry.type),
+                            b"}",
+                        )
+                    )
+                    tails[(entry.recorded_at, entry.type)] = tail
+                if not canonical.endswith(tail):
+                    raise _fail(
+                        "entry", position, f"entry {position}: its type or recorded_at column differs from its bytes"
+                    )
+                if entry.type == ROTATION_TYPE:
+                    problem = self.trust.apply(entry)
+                    if problem:
+                        raise _fail("entry", position, problem)
+                self.stack.push(entry.leaf_hash, self.completed)
+                position += 1
+                self.position = position
+                while next_cp is not None and next_cp.tree_size == position:
+                    self._check_nodes()
+                    self._check_checkpoint(next_cp)
+                    self.table = "ledger_entries"
+                    next_cp = next(pending, None)
+            if position != end:
+                raise _fail("entry", position, f"entry {position} is missing")
+            self._check_nodes()
+            if self.progress is not None:
+                self.progress(position, size)
+        entries, nodes = self.store.row_counts()
+        if entries != size:
+            self.table = "ledger_entries"
+            message = f"ledger_entries holds {entries} rows for {size} entries (rows outside 0..{size - 1})"
+            raise _fail("entry", size, message)
+        if next_cp is not None:
+            self.table = "ledger_checkpoints"
+            try:
+                signed = open_checkpoint(next_cp.note, keys=[k.as_stored() for k in self.trust.for_size(size)])
+            except SignatureError:
+                signed = None
+            if signed is None or signed.tree_size != next_cp.tree_size:
+                where = f"checkpoint {next_cp.tree_size}"
+                raise _fail(
+                    "checkpoint",
+                    next_cp.tree_size,
+                    f"{where} is beyond the ledger ({size} entries) and its signed note does not say that size",
+                )
+            self.table = "ledger_entries"
+            raise _fail(
+                "entry",
+                size,
+                f"entries {size}.. are missing: checkpoint at tree size {next_cp.tree_size} but the ledger has only "
+                f"{size} entries (entries were removed)",
+            )
+        expected = size - bin(size).count("1")  # complete subtrees of 2 or more leaves
+        if nodes != expected:
+            self.table = "ledger_nodes"
+            raise _fail("tree", size, f"ledger_nodes holds {nodes} rows; a tree of {size} entries has {expected}")
+        self._check_keys()
+        if self.progress is not None:
+            self.progress(position, size)
+        return self.stack.root() if size else None
+
+    def _check_nodes(self) -> None:
         """Compare the subtree hashes completed so far with the stored ones, then forget them."""
+        self.table = "ledger_nodes"
         stored: dict[tuple[int, int], bytes] = {}
         by_level: dict[int, list[int]] = {}
-        for level, idx in completed:
+        for level, idx in self.completed:
             by_level.setdefault(level, []).append(idx)
         for level, indexes in by_level.items():
-            found = store.node_range(level, min(indexes), max(indexes) + 1)
+            found = self.store.node_range(level, min(indexes), max(indexes) + 1)
             stored.update({(level, i): h for i, h in found.items()})
-        for key in sorted(completed, key=lambda k: ((k[1] + 1) << k[0], k[0])):
-            if stored.get(key) != completed[key]:
+        for key in sorted(self.completed, key=lambda k: ((k[1] + 1) << k[0], k[0])):
+            if stored.get(key) != self.completed[key]:
                 level, idx = key
                 first = idx << level
                 state = "missing" if key not in stored else "does not match its leaves"
-                return Failure("tree", first, f"tree node over entries {first}..{((idx + 1) << level) - 1} is {state}")
-        completed.clear()
-        return None
+                raise _fail("tree", first, f"tree node over entries {first}..{((idx + 1) << level) - 1} is {state}")
+        self.completed.clear()
+        self.table = "ledger_entries"
 
-    for start in range(0, size, batch):
-        end = min(size, start + batch)
-        for entry in _entries(store, start, end):
-            if entry.index != position:
-                return fail("entry", position, f"entry {position} is missing (found {entry.index} in its place)")
-            match = _INDEX.match(entry.canonical)
-            if match is None or int(match.group(1)) != position:
-                return fail("entry", position, f"entry {position}: its bytes do not carry index {position}")
-            leaf = sha256(b"\x00" + entry.canonical).digest()
-            if leaf != entry.leaf_hash:
-                return fail("entry", position, f"entry {position}: stored bytes do not hash to its leaf hash")
-            stack.push(leaf, completed)
-            position += 1
-            while next_cp is not None and next_cp.tree_size == position:
-                node_failure = bad_node()
-                if node_failure:
-                    return VerificationReport(False, position, checked_cps, None, node_failure)
-                problem = _check_checkpoint(next_cp, stack.root(), keys)
-                if problem:
-                    return fail("checkpoint", next_cp.tree_size, problem)
-                checked_cps += 1
-                next_cp = next(pending, None)
-        if position != end:
-            return fail("entry", position, f"entry {position} is missing")
-        node_failure = bad_node()
-        if node_failure:
-            return VerificationReport(False, position, checked_cps, None, node_failure)
-        if progress is not None:
-            progress(position, size)
-    if next_cp is not None:
-        return fail(
-            "checkpoint",
-            next_cp.tree_size,
-            f"checkpoint at tree size {next_cp.tree_size} but the ledger has only {size} entries "
-            "(entries were removed)",
+    def _check_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        self.table = "ledger_checkpoints"
+        size = checkpoint.tree_size
+        where = f"checkpoint {size}"
+        trusted = self.trust.for_size(size)
+        try:
+            opened = open_checkpoint(checkpoint.note, keys=[k.as_stored() for k in trusted])
+        except SignatureError as exc:
+            raise _fail("checkpoint", size, f"{where}: {self._unanchored(checkpoint, exc)}") from None
+        if opened.tree_size != size:
+            raise _fail("checkpoint", size, f"{where}: its signed note says tree size {opened.tree_size}")
+        if opened.root_hash != checkpoint.root_hash:
+            raise _fail("checkpoint", size, f"{where}: stored root differs from the signed root")
+        if checkpoint.key_id != opened.key_id:
+            raise _fail("checkpoint", size, f"{where}: stored key id {checkpoint.key_id!r} is not the signer's")
+        try:
+            parse_timestamp(checkpoint.published_at)
+        except ValueError:
+            raise _fail("checkpoint", size, f"{where}: published_at is not an RFC 3339 UTC time") from None
+        if opened.root_hash != self.stack.root():
+            raise _fail("checkpoint", size, f"{where}: signed root does not match the entries (log rewritten)")
+        previous = self.previous
+        if previous is not None:
+            try:
+                proof = self.prover.consistency_proof(self.store, first=previous.tree_size, second=size)
+                verify_consistency(
+                    first=previous.tree_size,
+                    second=size,
+                    proof=proof,
+                    first_root=previous.root_hash,
+                    second_root=opened.root_hash,
+                )
+            except AuditError as exc:
+                message = f"{where} is not consistent with checkpoint {previous.tree_size}: {exc}"
+                raise _fail("checkpoint", size, message) from None
+        self.previous = opened
+        self.checked_cps += 1
+
+    def _unanchored(self, checkpoint: StoredCheckpoint, exc: SignatureError) -> str:
+        """Why a checkpoint's signature is not accepted, naming each signer by its full verifier key."""
+        signers = ed25519_signers(checkpoint.note)
+        if not signers or "no signature by a known key" not in str(exc):
+            return str(exc)
+        self.table = "signing_keys"
+        keys = self.store.keys()
+        stored = {(k.name, k.key_id): k for k in keys}
+        self.table = "ledger_checkpoints"
+        names = []
+        for name, kid in signers:
+            key = stored.get((name, kid))
+            if key is not None and key_hash(key.name, key.public_key).hex() == kid:
+                vkey = VerifierKey.of(key)
+                if vkey in self.trust:
+                    names.append(f"{vkey.text} (trusted only from tree size {self.trust.valid_from[vkey]})")
+                else:
+                    names.append(vkey.text)
+            else:
+                names.append(f"{name}+{kid}+? (not in the keys table either)")
+        return (
+            f"signed by {', '.join(names)}: not a trust anchor, and no key rotation entry signed by a trusted key "
+            "introduces it before this checkpoint"
         )
-    if progress is not None:
-        progress(position, size)
-    root = stack.root() if size else None
-    return VerificationReport(True, position, checked_cps, root.hex() if root else None)
 
-
-def _entries(store: LedgerStore, start: int, end: int) -> Iterator:  # type: ignore[type-arg]
-    yield from store.iter_range(start, end)
-
-
-def _check_checkpoint(checkpoint: StoredCheckpoint, root: bytes, keys: Sequence[StoredKey]) -> str | None:
-    try:
-        opened = open_checkpoint(checkpoint.note, keys=keys)
-    except AuditError as exc:
-        return f"checkpoint {checkpoint.tree_size}: {exc}"
-    if opened.tree_size != checkpoint.tree_size:
-        return f"checkpoint {checkpoint.tree_size}: its signed note says tree size {opened.tree_size}"
-    if opened.root_hash != checkpoint.root_hash:
-        return f"checkpoint {checkpoint.tree_size}: stored root differs from the signed root"
-    if opened.root_hash != root:
-        return f"checkpoint {checkpoint.tree_size}: signed root does not match the entries (log rewritten)"
-    return None
+    def _check_keys(self) -> None:
+        self.table = "signing_keys"
+        for position, key in enumerate(self.store.keys()):
+            if len(key.public_key) != 32:
+                raise _fail("key", position, f"signing_keys {position}: key {key.key_id!r} is not 32 bytes")
+            vkey = VerifierKey.of(key)
+            if key.key_id != vkey.key_id:
+                raise _fail("key", position, f"signing_keys {position}: key id {key.key_id!r} is not {vkey.text}'s")
+            if vkey not in self.trust:
+                raise _fail(
+                    "key",
+                    position,
+                    f"signing_keys {position}: key {vkey.text} is neither a trust anchor nor introduced by a key "
+                    "rotation entry signed by a trusted key",
+                )
+            try:
+                parse_timestamp(key.created_at)
+            except ValueError:
+                raise _fail(
+                    "key", position, f"signing_keys {position}: created_at is not an RFC 3339 UTC time"
+                ) from None

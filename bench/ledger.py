@@ -112,7 +112,7 @@ def bench_verify(db: Database) -> float:
     with db.unit_of_work(write=False) as uow:
         size = uow.ledger.size()
         started = time.perf_counter()
-        report = verify_ledger(uow.ledger, keys=[])
+        report = verify_ledger(uow.ledger, anchors=[])
         assert report.ok, report.failure
     return size / (time.perf_counter() - started)
 

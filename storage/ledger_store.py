@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from audit.entry import StoredEntry
-from audit.errors import EntryNotFoundError, LedgerGapError
+from audit.errors import CorruptRowError, EntryNotFoundError, LedgerGapError
 from audit.port import StoredCheckpoint, StoredKey
 from storage.bulk import insert_rows
 from storage.tables import CheckpointRow, LedgerEntryRow, LedgerNodeRow, SigningKeyRow
@@ -30,7 +31,7 @@ class SqlLedgerStore:
 
     def size(self) -> int:
         top = self.session.execute(select(func.max(LedgerEntryRow.idx))).scalar_one_or_none()
-        return 0 if top is None else int(top) + 1
+        return 0 if top is None else _integer(top, "ledger_entries", -1, "the largest idx") + 1
 
     def append(self, entries: Sequence[StoredEntry]) -> None:
         if not entries:
@@ -76,16 +77,35 @@ class SqlLedgerStore:
                 .order_by(LedgerEntryRow.idx)
             ).all()
             for idx, entry_type, recorded_at, canonical, leaf in rows:
-                yield StoredEntry(int(idx), entry_type, recorded_at, bytes(canonical), bytes(leaf))
+                plain = type(idx) is int and type(canonical) is bytes and type(leaf) is bytes
+                if plain and type(entry_type) is str and type(recorded_at) is str:
+                    yield StoredEntry(idx, entry_type, recorded_at, canonical, leaf)
+                else:
+                    yield _checked_entry(idx, entry_type, recorded_at, canonical, leaf)
             cursor = upper
+
+    def rotation_entries(self) -> list[StoredEntry]:
+        """The ``key.rotated`` entries in index order, by the partial index of migration 0002_trust."""
+        rows = self.session.execute(
+            select(
+                LedgerEntryRow.idx,
+                LedgerEntryRow.entry_type,
+                LedgerEntryRow.recorded_at,
+                LedgerEntryRow.canonical,
+                LedgerEntryRow.leaf_hash,
+            )
+            .where(LedgerEntryRow.entry_type == "key.rotated")
+            .order_by(LedgerEntryRow.idx)
+        ).all()
+        return [_checked_entry(*row) for row in rows]
 
     def leaf_hashes(self, start: int, end: int) -> list[bytes]:
         rows = self.session.execute(
-            select(LedgerEntryRow.leaf_hash)
+            select(LedgerEntryRow.idx, LedgerEntryRow.leaf_hash)
             .where(LedgerEntryRow.idx >= start, LedgerEntryRow.idx < end)
             .order_by(LedgerEntryRow.idx)
-        ).scalars()
-        return [bytes(h) for h in rows]
+        ).all()
+        return [_blob(h, "ledger_entries", int(i), "leaf_hash") for i, h in rows]
 
     def put_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         if nodes:
@@ -108,7 +128,7 @@ class SqlLedgerStore:
                 )
             ).all()
             for level, idx, digest in rows:
-                found[(int(level), int(idx))] = bytes(digest)
+                found[_node_key(level, idx)] = _node_hash(level, idx, digest)
         return found
 
     def node_range(self, level: int, start: int, end: int) -> dict[int, bytes]:
@@ -117,7 +137,10 @@ class SqlLedgerStore:
                 LedgerNodeRow.level == level, LedgerNodeRow.idx >= start, LedgerNodeRow.idx < end
             )
         )
-        return {int(idx): bytes(digest) for idx, digest in rows}
+        found: dict[int, bytes] = dict(rows.tuples().all())
+        if set(map(type, found)) <= {int} and set(map(type, found.values())) <= {bytes}:
+            return found  # the usual case, checked at C speed
+        return {_node_key(level, idx)[1]: _node_hash(level, idx, digest) for idx, digest in found.items()}
 
     def iter_nodes(self) -> Iterator[tuple[int, int, bytes]]:
         """Every stored node, for verification."""
@@ -127,7 +150,8 @@ class SqlLedgerStore:
             )
         )
         for level, idx, digest in rows:
-            yield int(level), int(idx), bytes(digest)
+            key = _node_key(level, idx)
+            yield key[0], key[1], _node_hash(level, idx, digest)
 
     def append_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
         self.session.execute(
@@ -144,20 +168,19 @@ class SqlLedgerStore:
         )
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
-        row = self.session.execute(
-            select(CheckpointRow).order_by(CheckpointRow.tree_size.desc()).limit(1)
-        ).scalar_one_or_none()
+        row = self.session.execute(_CHECKPOINT_COLUMNS.order_by(CheckpointRow.tree_size.desc()).limit(1)).first()
         return _checkpoint(row) if row is not None else None
 
     def checkpoint_at(self, tree_size: int) -> StoredCheckpoint:
-        row = self.session.get(CheckpointRow, tree_size)
+        row = self.session.execute(_CHECKPOINT_COLUMNS.where(CheckpointRow.tree_size == tree_size)).first()
         if row is None:
             raise EntryNotFoundError(f"no checkpoint was published at tree size {tree_size}")
         return _checkpoint(row)
 
     def iter_checkpoints(self) -> Iterator[StoredCheckpoint]:
-        for row in self.session.execute(select(CheckpointRow).order_by(CheckpointRow.tree_size)).scalars():
-            yield _checkpoint(row)
+        rows = self.session.execute(_CHECKPOINT_COLUMNS.order_by(CheckpointRow.tree_size))
+        for position, row in enumerate(rows):
+            yield _checkpoint(row, position)
 
     def add_key(self, key: StoredKey) -> None:
         if self.session.get(SigningKeyRow, key.key_id) is None:
@@ -174,13 +197,113 @@ class SqlLedgerStore:
             )
 
     def keys(self) -> list[StoredKey]:
-        rows = self.session.execute(select(SigningKeyRow).order_by(SigningKeyRow.created_at)).scalars()
-        return [StoredKey(r.key_id, r.name, bytes(r.public_key), r.created_at) for r in rows]
+        rows = self.session.execute(
+            select(
+                SigningKeyRow.key_id, SigningKeyRow.name, SigningKeyRow.public_key, SigningKeyRow.created_at
+            ).order_by(SigningKeyRow.created_at, SigningKeyRow.key_id)
+        )
+        return [_key(row, position) for position, row in enumerate(rows)]
+
+    def row_counts(self) -> tuple[int, int]:
+        """How many rows the entries and nodes tables hold (verification compares with the ledger size)."""
+        entries = self.session.execute(select(func.count()).select_from(LedgerEntryRow)).scalar_one()
+        nodes = self.session.execute(select(func.count()).select_from(LedgerNodeRow)).scalar_one()
+        return int(entries), int(nodes)
+
+
+# Stored values are checked for their kind before they are used: SQLite keeps whatever a writer puts in a
+# column (text in a BLOB column, a float in an index), and a verifier must name such a row, not crash on it.
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "NULL"
+    shown = repr(value)
+    return f"{type(value).__name__} {shown if len(shown) <= 40 else shown[:37] + '...'}"
+
+
+def _blob(value: object, table: str, position: int, column: str, *, length: int | None = None) -> bytes:
+    if isinstance(value, memoryview):
+        value = value.tobytes()
+    if type(value) is not bytes:
+        raise CorruptRowError(table, position, f"{table} {position}: {column} holds {_describe(value)}, not bytes")
+    if length is not None and len(value) != length:
+        raise CorruptRowError(table, position, f"{table} {position}: {column} is {len(value)} bytes long, not {length}")
+    return value
+
+
+def _text(value: object, table: str, position: int, column: str) -> str:
+    if type(value) is not str:
+        raise CorruptRowError(table, position, f"{table} {position}: {column} holds {_describe(value)}, not text")
+    return value
+
+
+def _integer(value: object, table: str, position: int, column: str) -> int:
+    if type(value) is not int:
+        where = f"{table} row {position}" if position >= 0 else table
+        raise CorruptRowError(table, position, f"{where}: {column} holds {_describe(value)}, not an integer")
+    return value
+
+
+def _checked_entry(
+    idx: object, entry_type: object, recorded_at: object, canonical: object, leaf: object
+) -> StoredEntry:
+    table = "ledger_entries"
+    index = _integer(idx, table, -1, "idx")
+    return StoredEntry(
+        index,
+        _text(entry_type, table, index, "entry_type"),
+        _text(recorded_at, table, index, "recorded_at"),
+        _blob(canonical, table, index, "canonical"),
+        _blob(leaf, table, index, "leaf_hash", length=32),
+    )
+
+
+def _node_key(level: object, idx: object) -> tuple[int, int]:
+    if type(level) is int and type(idx) is int:
+        return level, idx
+    raise CorruptRowError(
+        "ledger_nodes", -1, f"ledger_nodes: a node is keyed by level {_describe(level)}, index {_describe(idx)}"
+    )
+
+
+def _node_hash(level: object, idx: object, digest: object) -> bytes:
+    if type(digest) is bytes:
+        return digest
+    lvl, i = _node_key(level, idx)
+    return _blob(digest, "ledger_nodes", i << lvl, f"the hash of node ({lvl}, {i}) over entries from")
 
 
 def _entry(row: LedgerEntryRow) -> StoredEntry:
-    return StoredEntry(int(row.idx), row.entry_type, row.recorded_at, bytes(row.canonical), bytes(row.leaf_hash))
+    return _checked_entry(row.idx, row.entry_type, row.recorded_at, row.canonical, row.leaf_hash)
 
 
-def _checkpoint(row: CheckpointRow) -> StoredCheckpoint:
-    return StoredCheckpoint(int(row.tree_size), bytes(row.root_hash), row.note, row.key_id, row.published_at)
+_CHECKPOINT_COLUMNS = select(
+    CheckpointRow.tree_size,
+    CheckpointRow.root_hash,
+    CheckpointRow.note,
+    CheckpointRow.key_id,
+    CheckpointRow.published_at,
+)
+
+
+def _checkpoint(row: Any, position: int = 0) -> StoredCheckpoint:
+    table = "ledger_checkpoints"
+    size = _integer(row.tree_size, table, position, "tree_size")
+    return StoredCheckpoint(
+        size,
+        _blob(row.root_hash, table, size, "root_hash"),
+        _text(row.note, table, size, "note"),
+        _text(row.key_id, table, size, "key_id"),
+        _text(row.published_at, table, size, "published_at"),
+    )
+
+
+def _key(row: Any, position: int) -> StoredKey:
+    table = "signing_keys"
+    return StoredKey(
+        _text(row.key_id, table, position, "key_id"),
+        _text(row.name, table, position, "name"),
+        _blob(row.public_key, table, position, "public_key"),
+        _text(row.created_at, table, position, "created_at"),
+    )

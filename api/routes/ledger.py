@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from api.deps import ServicesDep
 from api.errors import InvalidRequestError, ResourceNotFoundError
+from audit.note import verifier_key
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
@@ -51,6 +52,14 @@ def latest_checkpoint(
         "root_hash": _b64(checkpoint.root_hash),
         "root_hash_hex": checkpoint.root_hash.hex(),
         "key_id": checkpoint.key_id,
+        "verifier_key": next(  # the full key, when it is one of this deployment's own (else unknown: null)
+            (
+                verifier_key(k.name, k.public_key)
+                for k in services.keyring.all_public()
+                if k.key_id == checkpoint.key_id
+            ),
+            None,
+        ),
         "published_at": checkpoint.published_at,
         "note": note,
         "cosignatures": [{"witness": str(c.key), "timestamp": c.timestamp, "line": c.line} for c in cosignatures],
@@ -131,9 +140,9 @@ def consistency_proof(
 
 @router.get("/keys")
 def public_keys(services: ServicesDep) -> dict[str, Any]:
-    """Every checkpoint-signing public key ever used, by key id (old checkpoints stay verifiable)."""
-    from audit.note import verifier_key
+    """Every checkpoint-signing public key ever used, by key id (old checkpoints stay verifiable).
 
+    These come from the database: a verifier checks them against a key it got out of band, never trusts them."""
     with services.db.unit_of_work(write=False) as uow:
         keys = uow.ledger.keys()
     return {

@@ -24,6 +24,7 @@ def publish_now(services: Services) -> StoredCheckpoint | None:
             keyring=services.keyring,
             origin=services.settings.origin,
             clock=services.clock,
+            anchors=[k.as_stored() for k in services.settings.trust_anchors],
         )
 
 

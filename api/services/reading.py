@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.container import Services
+from audit.errors import AuditError
 from explain.reasons import reasons_for
 from explain.results import ExplanationResult
 from explain.schema import ModelSpec
 from storage.errors import NotFoundError
+from storage.ledger_store import SqlLedgerStore
 from storage.records import DecisionRecord, ExplanationRecord, JobRecord
 
 
@@ -27,16 +29,23 @@ def read_decision(services: Services, decision_id: str) -> DecisionView:
         record = uow.decisions.get(decision_id)
         if record is None:
             raise NotFoundError(f"decision {decision_id!r} is not recorded")
-        leaf = uow.ledger.read(record.ledger_index).leaf_hash.hex()
-        explanations = [
-            (e, uow.ledger.read(e.ledger_index).leaf_hash.hex()) for e in uow.explanations.for_decision(decision_id)
-        ]
+        leaf = _leaf_hex(uow.ledger, record.ledger_index)
+        explanations = [(e, _leaf_hex(uow.ledger, e.ledger_index)) for e in uow.explanations.for_decision(decision_id)]
         jobs = uow.jobs.for_decision(decision_id)
         model = uow.models.get_by_id(record.model_version_id)
     reasons = None
     if model is not None:
         reasons = build_reasons(services, model.manifest, record, [e for e, _ in explanations])
     return DecisionView(record=record, leaf_hash=leaf, explanations=explanations, jobs=jobs, reasons=reasons)
+
+
+def _leaf_hex(ledger: SqlLedgerStore, index: int) -> str:
+    """The entry's stored leaf hash; "unreadable" when the row is missing or corrupt (the integrity check
+    then names what is wrong), so that a damaged ledger row never turns a read into an error."""
+    try:
+        return ledger.read(index).leaf_hash.hex()
+    except AuditError:
+        return "unreadable"
 
 
 def build_reasons(

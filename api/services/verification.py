@@ -1,23 +1,33 @@
-"""`rationale verify`: the whole ledger from its stored bytes, or an export bundle."""
+"""`rationale verify`: the whole ledger from its stored bytes, or an export bundle.
+
+The ledger is checked against trust anchors configured out of band (``api.services.trust``): the keys in
+the database are data to check, never the root of trust.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
 from api.container import Services
+from api.services.trust import configured_anchors
+from audit.trust import VerifierKey
 from audit.verify import verify_ledger
 
 
-def verify_whole_ledger(services: Services, *, quiet: bool = False) -> int:
-    """Exit status 0 when every entry, tree node and checkpoint verifies; 1 naming the first bad place."""
+def verify_whole_ledger(
+    services: Services, *, quiet: bool = False, anchors: Sequence[VerifierKey] | None = None
+) -> int:
+    """Exit status 0 when every entry, tree node, checkpoint and stored key verifies; 1 naming the first bad
+    place (table and position). ``anchors``, when given, are the only trusted keys (``verify --key``)."""
     started = time.monotonic()
+    trusted = configured_anchors(services, only=anchors)
     with services.db.unit_of_work(write=False) as uow:
         size = uow.ledger.size()
-        keys = uow.ledger.keys()
         bar = tqdm(total=size, unit="entry", disable=quiet or size == 0, file=sys.stderr, desc="verifying")
 
         def progress(done: int, total: int) -> None:
@@ -25,9 +35,16 @@ def verify_whole_ledger(services: Services, *, quiet: bool = False) -> int:
             bar.n = done
             bar.refresh()
 
-        report = verify_ledger(uow.ledger, keys=keys, progress=progress)
+        report = verify_ledger(uow.ledger, anchors=trusted, progress=progress)
         bar.close()
     seconds = time.monotonic() - started
+    source = "given with --key" if anchors else "keyring and RATIONALE_TRUSTED_KEYS"
+    if not quiet:
+        print(f"trust anchors ({source}):")
+        for key in trusted:
+            print(f"  {key.text}")
+        for text in report.trusted_keys[len(trusted) :]:
+            print(f"  {text}  (introduced by a key rotation entry)")
     if report.ok:
         rate = report.entries_checked / seconds if seconds > 0 else float("inf")
         print(
@@ -37,19 +54,43 @@ def verify_whole_ledger(services: Services, *, quiet: bool = False) -> int:
         return 0
     failure = report.failure
     assert failure is not None
-    print(f"FAILED: {failure.message}", file=sys.stderr)
+    where = f"{failure.table} at {failure.position}" if failure.position >= 0 else failure.table
+    print(f"FAILED ({where}): {failure.message}", file=sys.stderr)
     return 1
 
 
-def verify_bundle_file(path: Path, *, quiet: bool = False) -> int:
+def verify_bundle_file(path: Path, *, quiet: bool = False, anchors: Sequence[VerifierKey] | None = None) -> int:
+    """Check a bundle; with ``anchors`` (``verify --key``), its checkpoint must also be signed by one of them,
+    since the keys a bundle carries are data to check, not a root of trust."""
     from audit.bundle.reader import verify_bundle
 
     report = verify_bundle(path)
     if not quiet:
         for line in report.lines():
             print(line)
+    if report.ok and anchors:
+        problem = _bundle_signed_by(path, anchors)
+        if problem:
+            print(f"FAILED: {problem}", file=sys.stderr)
+            return 1
     if report.ok:
         print(f"OK: bundle {path} verifies")
         return 0
     print(f"FAILED: {report.failure}", file=sys.stderr)
     return 1
+
+
+def _bundle_signed_by(path: Path, anchors: Sequence[VerifierKey]) -> str | None:
+    import zipfile
+
+    from audit.checkpoint import open_checkpoint
+    from audit.errors import AuditError
+
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            note = bundle.read("checkpoint.txt").decode()
+        open_checkpoint(note, keys=[k.as_stored() for k in anchors])
+    except (AuditError, KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        keys = ", ".join(k.text for k in anchors)
+        return f"the bundle's checkpoint is not signed by a key given with --key ({keys}): {exc}"
+    return None

@@ -41,6 +41,7 @@ def test_proofs_verify_against_the_signed_checkpoint(client, services, registere
     assert opened.tree_size == 7
     as_json = client.get("/v1/ledger/checkpoint").json()
     assert as_json["note"] == note and _b64(as_json["root_hash"]) == opened.root_hash
+    assert as_json["verifier_key"] == keys[0]["verifier_key"]  # the full key, not only its 4-byte id
 
     for index in range(7):
         entry = client.get(f"/v1/ledger/entries/{index}").json()

@@ -18,6 +18,7 @@ from audit.keys import Keyring
 from audit.ledger import Ledger
 from audit.memory_store import MemoryLedgerStore
 from audit.note import sign_note, verifier_key
+from audit.trust import VerifierKey
 from audit.verify import verify_ledger
 
 ORIGIN = "rationale.test/ledger"
@@ -32,6 +33,11 @@ def keyring(tmp_path) -> Keyring:
     ring = Keyring(tmp_path / "keys", name=ORIGIN, clock=clock)
     ring.ensure()
     return ring
+
+
+def anchors(keyring: Keyring) -> list[VerifierKey]:
+    """What a verifier trusts: the keyring's public halves, never the keys the store holds."""
+    return [VerifierKey.of(k) for k in keyring.all_public()]
 
 
 def grow(ledger: Ledger, store: MemoryLedgerStore, n: int) -> None:
@@ -99,7 +105,7 @@ def test_rotation_keeps_old_checkpoints_verifiable(logged, keyring):
     cp = publish_checkpoint(store, ledger=ledger, keyring=keyring, origin=ORIGIN, clock=clock)
     assert cp.key_id == new.key_id
     assert {k.key_id for k in store.public_keys.values()} == {old.key_id, new.key_id}
-    assert verify_ledger(store, keys=store.keys()).ok
+    assert verify_ledger(store, anchors=anchors(keyring)).ok
 
 
 def test_a_split_log_is_not_published(logged, keyring):
@@ -112,10 +118,10 @@ def test_a_split_log_is_not_published(logged, keyring):
         publish_checkpoint(forked, ledger=ledger, keyring=keyring, origin=ORIGIN, clock=clock)
 
 
-def test_an_untouched_ledger_verifies(logged):
+def test_an_untouched_ledger_verifies(logged, keyring):
     _, store = logged
     progress = []
-    report = verify_ledger(store, keys=store.keys(), progress=lambda d, t: progress.append((d, t)), batch=4)
+    report = verify_ledger(store, anchors=anchors(keyring), progress=lambda d, t: progress.append((d, t)), batch=4)
     assert report.ok and report.entries_checked == 20 and report.checkpoints_checked == 2
     assert progress[-1] == (20, 20)
 
@@ -143,22 +149,23 @@ TAMPERS = {
 
 
 @pytest.mark.parametrize("how", list(TAMPERS))
-def test_verify_names_the_first_tampered_entry(logged, how):
+def test_verify_names_the_first_tampered_entry(logged, keyring, how):
     _, store = logged
     TAMPERS[how](store)
-    report = verify_ledger(store, keys=store.keys())
+    report = verify_ledger(store, anchors=anchors(keyring))
     assert not report.ok
     # an inserted entry is seen where the displaced original now stands
     assert report.failure.position == (5 if how == "inserted entry" else 4), report.failure
     assert report.failure.what in ("entry", "tree")
 
 
-def test_truncation_behind_a_checkpoint_is_reported(logged):
+def test_truncation_behind_a_checkpoint_is_reported(logged, keyring):
     _, store = logged
     del store.entries[12:]
-    report = verify_ledger(store, keys=store.keys())
+    report = verify_ledger(store, anchors=anchors(keyring))
     assert not report.ok
-    assert report.failure.what == "checkpoint" and report.failure.position == 17
+    assert report.failure.what == "entry" and report.failure.position == 12
+    assert report.failure.table == "ledger_entries" and "checkpoint at tree size 17" in report.failure.message
 
 
 def test_a_forged_checkpoint_is_reported(logged, keyring):
@@ -168,12 +175,12 @@ def test_a_forged_checkpoint_is_reported(logged, keyring):
     store.checkpoints[0] = dataclasses.replace(
         cp, note=sign_note(cp.note.split("\n\n")[0] + "\n", name=ORIGIN, private_key=stranger)
     )
-    report = verify_ledger(store, keys=store.keys())
+    report = verify_ledger(store, anchors=anchors(keyring))
     assert not report.ok and report.failure.what == "checkpoint" and report.failure.position == 10
 
 
-def test_a_tampered_tree_node_is_reported(logged):
+def test_a_tampered_tree_node_is_reported(logged, keyring):
     _, store = logged
     store.nodes[(2, 1)] = b"\x00" * 32
-    report = verify_ledger(store, keys=store.keys())
+    report = verify_ledger(store, anchors=anchors(keyring))
     assert not report.ok and report.failure.what == "tree" and report.failure.position == 4
