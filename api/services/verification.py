@@ -9,6 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from api.container import Services
+from api.services.rowbinding import print_row_failures, verify_rows
 from audit.verify import verify_ledger
 
 
@@ -27,7 +28,11 @@ def verify_whole_ledger(services: Services, *, quiet: bool = False) -> int:
 
         report = verify_ledger(uow.ledger, keys=keys, progress=progress)
         bar.close()
+        row_count, row_failures = verify_rows(uow)  # every row against its entry (api/services/rowbinding.py)
     seconds = time.monotonic() - started
+    print_row_failures(row_count, row_failures)
+    if report.ok and row_count:
+        return 1
     if report.ok:
         rate = report.entries_checked / seconds if seconds > 0 else float("inf")
         print(
