@@ -9,7 +9,7 @@ mismatch instead of stopping the scan; such a value comes out as ``UNREADABLE``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -17,6 +17,7 @@ from sqlalchemy import JSON, Column, DateTime, Select, String, Table, Text, and_
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
+from audit.entry import StoredEntry
 from storage.tables import DecisionRow, ExplanationRow, JobRow, LedgerEntryRow, ModelVersionRow, OutcomeRow
 
 BATCH = 5_000
@@ -125,3 +126,42 @@ def finished_jobs_without_explanation(session: Session) -> list[tuple[str, str]]
     )
     query = select(_JOBS.c.id, _JOBS.c.state).where(_JOBS.c.state.in_(("succeeded", "failed")), ~recorded)
     return [(str(job_id), str(state)) for job_id, state in session.execute(query.order_by(_JOBS.c.id))]
+
+
+def read_entries(session: Session, indexes: Sequence[int]) -> dict[int, StoredEntry]:
+    """The entries at ``indexes`` in one primary-key read per 500 (a search page's decisions and outcomes)."""
+    wanted = sorted(set(indexes))
+    found: dict[int, StoredEntry] = {}
+    for start in range(0, len(wanted), 500):
+        rows = session.execute(
+            select(
+                _ENTRIES.c.idx,
+                _ENTRIES.c.entry_type,
+                _ENTRIES.c.recorded_at,
+                _ENTRIES.c.canonical,
+                _ENTRIES.c.leaf_hash,
+            ).where(_ENTRIES.c.idx.in_(wanted[start : start + 500]))
+        )
+        for idx, entry_type, recorded_at, canonical, leaf in rows:
+            found[int(idx)] = StoredEntry(int(idx), entry_type, recorded_at, bytes(canonical), bytes(leaf))
+    return found
+
+
+def outcome_rows(session: Session, decision_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The outcome rows of these decisions (body, label, ledger_index, recorded_at), by decision id."""
+    outcomes = _TABLES["outcomes"]
+    found: dict[str, dict[str, Any]] = {}
+    ids = list(dict.fromkeys(decision_ids))
+    for start in range(0, len(ids), 500):
+        rows = session.execute(
+            select(
+                outcomes.c.decision_id,
+                outcomes.c.body,
+                outcomes.c.label,
+                outcomes.c.ledger_index,
+                outcomes.c.recorded_at,
+            ).where(outcomes.c.decision_id.in_(ids[start : start + 500]))
+        ).mappings()
+        for row in rows:
+            found[str(row["decision_id"])] = {k: row[k] for k in ("body", "label", "ledger_index", "recorded_at")}
+    return found
