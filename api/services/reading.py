@@ -287,6 +287,12 @@ def _jobs_bound(jobs: Sequence[JobRecord], entries: Sequence[ParsedEntry]) -> tu
         if fields:
             message = f"jobs row {key} differs from ledger entry {entry.index} in: {', '.join(fields)}"
             found.append(RowMismatch("jobs", key, entry.index, fields, message))
+    present = {job.id for job in jobs}
+    for job_id, entry in by_job.items():
+        if isinstance(job_id, str) and job_id not in present:
+            key = f"id={job_id!r}"
+            message = f"jobs row {key} is missing; ledger entry {entry.index} records its result"
+            found.append(RowMismatch("jobs", key, entry.index, ("id",), message))
     return tuple(found)
 
 
