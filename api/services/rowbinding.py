@@ -44,8 +44,11 @@ def check_all_rows(uow: UnitOfWork) -> Iterator[RowMismatch]:
     session = uow.session
 
     def claim(table: str, key: str, index: object) -> RowMismatch | None:
-        if type(index) is not int or not 0 <= index < size:
+        if type(index) is not int:
             return RowMismatch(table, key, None, ("ledger_index",), describe(table, key, None, (), None))
+        if not 0 <= index < size:
+            message = f"{table} row {key} points at ledger entry {index}, which the ledger does not have"
+            return RowMismatch(table, key, None, ("ledger_index",), message)
         if claimed[index]:
             message = f"{table} row {key} claims ledger entry {index}, which another row already records"
             return RowMismatch(table, key, index, ("ledger_index",), message)

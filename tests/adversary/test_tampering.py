@@ -451,8 +451,8 @@ def test_explanation_row_tampering_is_detected_located_and_never_served(
             assume(value != row["method"])
             _set(conn, EXPLANATIONS, where, method=value)
         elif kind == "decision_id":
-            read_under = data.draw(st.sampled_from(others))
-            _set(conn, EXPLANATIONS, where, decision_id=read_under)
+            read_under = data.draw(st.sampled_from(others))  # (a new params_hash: the unique key allows it)
+            _set(conn, EXPLANATIONS, where, decision_id=read_under, params_hash=new_id)
         elif kind == "params_hash":
             value = data.draw(st.text("0123456789abcdef", min_size=32, max_size=32))
             assume(value != row["params_hash"])
@@ -508,7 +508,8 @@ def test_finished_job_tampering_is_detected_and_located(populated: Populated, ta
         elif kind == "decision_id":
             moved = data.draw(st.sampled_from(others))
             reads.append(moved)
-            _set(conn, JOBS, where, decision_id=moved)
+            fresh = hashlib.sha256(moved.encode()).hexdigest()[:32]  # the unique key allows it
+            _set(conn, JOBS, where, decision_id=moved, params_hash=fresh)
         elif kind in ("method", "params_hash", "explanation_id"):
             value = data.draw(texts)
             assume(value != row[kind])
