@@ -13,8 +13,9 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Column, DateTime, Select, String, Table, Text, and_, exists, select, type_coerce
+from sqlalchemy import JSON, Column, DateTime, Select, String, Table, Text, and_, exists, select, text, type_coerce
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from audit.entry import StoredEntry
@@ -85,7 +86,9 @@ def _stream(session: Session, query: Select[Any], key: Any, parsers: dict[str, A
         last = rows[-1]["__key"]
 
 
-def iter_rows_with_entries(session: Session, table_name: str) -> Iterator[dict[str, Any]]:
+def iter_rows_with_entries(
+    session: Session, table_name: str, *, keys: set[Any] | None = None
+) -> Iterator[dict[str, Any]]:
     """Every row of ``table_name`` with ``entry.canonical`` (None when no entry has its ledger_index);
     explanation rows also carry their job's columns as ``job.<column>`` (all None when there is no job)."""
     sqlite = session.get_bind().dialect.name == "sqlite"
@@ -99,6 +102,15 @@ def iter_rows_with_entries(session: Session, table_name: str) -> Iterator[dict[s
         job_columns, job_parsers = _columns(_JOBS, sqlite, prefix="job.")
         parsers.update(job_parsers)
         query = query.add_columns(*job_columns).outerjoin(_JOBS, _JOBS.c.id == table.c.job_id)
+    if keys is not None:  # only these rows (the prefilter's candidates), 500 at a time
+        wanted = sorted(keys)
+        for start in range(0, len(wanted), 500):
+            page = query.where(key.in_(wanted[start : start + 500]))
+            for item in _stream(session, page, key, parsers):
+                canonical = item["entry.canonical"]
+                item["entry.canonical"] = bytes(canonical) if canonical is not None else None
+                yield item
+        return
     for item in _stream(session, query, key, parsers):
         canonical = item["entry.canonical"]
         item["entry.canonical"] = bytes(canonical) if canonical is not None else None
@@ -165,3 +177,144 @@ def outcome_rows(session: Session, decision_ids: Sequence[str]) -> dict[str, dic
         for row in rows:
             found[str(row["decision_id"])] = {k: row[k] for k in ("body", "label", "ledger_index", "recorded_at")}
     return found
+
+
+# ------------------------------------------------------------------------------------------------------------
+# SQLite prefilter. Comparing every row in Python costs ~20 µs a decision (fetch, parse four JSON columns and
+# the entry, compare), which would make `verify` several times slower than the ledger check itself. Rows are
+# written with canonical JSON text (storage.db's json_serializer), and SQLite's json_extract returns a
+# member's text as it stands in the entry's canonical bytes, so "the row says what the entry says" is a text
+# comparison the database runs at C speed. It only *selects candidates*: every row it does not vouch for
+# (including rows written before canonical text, or any value an attacker wrote) goes through the precise
+# Python comparison in audit.rowcheck, which alone decides and names the fields. The property test
+# tests/adversary (every tampering located by verify) holds the two to the same answer.
+
+_T = "CAST(e.canonical AS TEXT)"
+
+
+def _jx(path: str) -> str:
+    return f"json_extract({_T}, '{path}')"
+
+
+def _json_col(column: str, path: str) -> str:
+    """A JSON column against the entry member at ``path`` (JSON null matches SQL NULL or 'null')."""
+    return (
+        f"(CASE WHEN json_type({_T}, '{path}') = 'null' THEN ({column} IS NULL OR {column} = 'null') "
+        f"ELSE {column} = {_jx(path)} END)"
+    )
+
+
+def _stamp_col(column: str, path: str) -> str:
+    return f"(replace({column}, ' ', 'T') || 'Z') = {_jx(path)}"
+
+
+def _vouched(conditions: list[str]) -> str:
+    return f"COALESCE(CASE WHEN json_valid({_T}) THEN ({' AND '.join(conditions)}) END, 0)"
+
+
+def sqlite_decision_candidates(session: Session, model_refs: dict[int, str]) -> set[int] | None:
+    """Seqs of decision rows the database cannot vouch for, or None when the prefilter does not apply."""
+    if session.get_bind().dialect.name != "sqlite":
+        return None
+    refs = " OR ".join(
+        f"(d.model_version_id = {int(i)} AND {_jx('$.payload.model')} = :ref{n})" for n, i in enumerate(model_refs)
+    )
+    conditions = [
+        f"{_jx('$.index')} = d.ledger_index",
+        f"{_jx('$.type')} = 'decision.recorded'",
+        f"d.decision_id = {_jx('$.payload.decision_id')}",
+        f"d.model_ref = {_jx('$.payload.model')}",
+        f"d.inputs = {_jx('$.payload.inputs')}",
+        f"d.output = {_jx('$.payload.output')}",
+        _json_col("d.client_output", "$.payload.client_output"),
+        f"d.output_mismatch = (json_type({_T}, '$.payload.output_mismatch') != 'null')",
+        f"d.subject_ref IS {_jx('$.payload.subject_ref')}",
+        _stamp_col("d.occurred_at", "$.payload.occurred_at"),
+        _stamp_col("d.recorded_at", "$.recorded_at"),
+        f"d.context = {_jx('$.payload.context')}",
+        f"d.body_sha256 = {_jx('$.payload.body_sha256')}",
+        f"({refs or '0'})",
+    ]
+    query = (
+        "SELECT d.seq FROM decisions d LEFT JOIN ledger_entries e ON e.idx = d.ledger_index "
+        f"WHERE NOT {_vouched(conditions)}"
+    )
+    params = {f"ref{n}": ref for n, ref in enumerate(model_refs.values())}
+    return _candidates(session, query, params)
+
+
+def sqlite_explanation_candidates(session: Session) -> set[str] | None:
+    """Ids of explanation rows (with their jobs) the database cannot vouch for, or None."""
+    if session.get_bind().dialect.name != "sqlite":
+        return None
+    job = (
+        "(x.job_id IS NULL OR (j.id IS NOT NULL AND j.state = x.status AND j.decision_id = x.decision_id "
+        "AND j.method = x.method AND j.params_hash = x.params_hash "
+        f"AND j.params = {_jx('$.payload.requested_params')} AND j.target IS {_jx('$.payload.requested_target')} "
+        "AND (CASE WHEN x.status = 'succeeded' THEN j.explanation_id = x.id "
+        f"ELSE j.error IS substr(COALESCE({_jx('$.payload.error')}, ''), 1, 4000) END)))"
+    )
+    conditions = [
+        f"{_jx('$.index')} = x.ledger_index",
+        f"{_jx('$.type')} = (CASE x.status WHEN 'succeeded' THEN 'explanation.recorded' "
+        "WHEN 'failed' THEN 'explanation.failed' END)",
+        f"x.id = {_jx('$.payload.explanation_id')}",
+        f"x.decision_id = {_jx('$.payload.decision_id')}",
+        f"x.method = {_jx('$.payload.method')}",
+        f"x.params_hash = {_jx('$.payload.params_hash')}",
+        f"x.job_id IS {_jx('$.payload.job_id')}",
+        f"x.body = {_jx('$.payload')}",
+        _stamp_col("x.created_at", "$.recorded_at"),
+        job,
+    ]
+    query = (
+        "SELECT x.id FROM explanations x LEFT JOIN ledger_entries e ON e.idx = x.ledger_index "
+        f"LEFT JOIN jobs j ON j.id = x.job_id WHERE NOT {_vouched(conditions)}"
+    )
+    return _candidates(session, query, {})
+
+
+def _candidates(session: Session, query: str, params: dict[str, Any]) -> set[Any] | None:
+    try:
+        with session.begin_nested():
+            return {key for (key,) in session.execute(text(query), params)}
+    except SQLAlchemyError:
+        return None  # bytes the JSON functions refuse: compare every row in Python instead
+
+
+def iter_claims(session: Session, table_name: str, key_column: str) -> Iterator[tuple[Any, Any]]:
+    """(``key_column``, ledger_index) of every row of ``table_name``."""
+    table = _TABLES[table_name]
+    key = table.c[key_column]
+    yield from session.execute(select(key, table.c.ledger_index)).tuples()
+
+
+def entry_column_candidates(session: Session) -> set[int] | None:
+    """Indexes of ledger rows whose entry_type/recorded_at columns the database cannot vouch for, comparing
+    them with the tail of the entry's bytes (RFC 8785 puts those members last); None when unavailable."""
+    suffix = '\',"recorded_at":"\' || recorded_at || \'","type":"\' || entry_type || \'"}\''
+    if session.get_bind().dialect.name == "sqlite":
+        tail = f"substr(CAST(canonical AS TEXT), -length({suffix}))"
+    else:
+        tail = f"right(convert_from(canonical, 'UTF8'), length({suffix}))"
+    query = f"SELECT idx FROM ledger_entries WHERE NOT COALESCE({tail} = {suffix}, false)"
+    return _candidates(session, query, {})
+
+
+def iter_typed_entries(session: Session, types: Sequence[str]) -> Iterator[tuple[int, str]]:
+    """(idx, entry_type column) of the entries whose type column is one of ``types``."""
+    query = select(_ENTRIES.c.idx, _ENTRIES.c.entry_type).where(_ENTRIES.c.entry_type.in_(list(types)))
+    for idx, entry_type in session.execute(query):
+        yield int(idx), str(entry_type)
+
+
+def read_head(session: Session, index: int) -> tuple[int, Any, Any, bytes] | None:
+    """One ledger row's (idx, entry_type, recorded_at, canonical)."""
+    row = session.execute(
+        select(_ENTRIES.c.idx, _ENTRIES.c.entry_type, _ENTRIES.c.recorded_at, _ENTRIES.c.canonical).where(
+            _ENTRIES.c.idx == index
+        )
+    ).first()
+    if row is None:
+        return None
+    return int(row[0]), row[1], row[2], bytes(row[3]) if row[3] is not None else b""

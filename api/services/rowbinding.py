@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from audit.rowcheck import (
     ENTRY_TABLES,
@@ -26,7 +29,17 @@ from audit.rowcheck import (
 )
 from audit.verify import Failure
 from storage.db import UnitOfWork
-from storage.rowscan import finished_jobs_without_explanation, iter_entry_heads, iter_rows_with_entries
+from storage.rowscan import (
+    entry_column_candidates,
+    finished_jobs_without_explanation,
+    iter_claims,
+    iter_entry_heads,
+    iter_rows_with_entries,
+    iter_typed_entries,
+    read_head,
+    sqlite_decision_candidates,
+    sqlite_explanation_candidates,
+)
 
 _ROW_KEYS = {"model_versions": "id", "decisions": "decision_id", "explanations": "id", "outcomes": "decision_id"}
 
@@ -43,27 +56,32 @@ def check_all_rows(uow: UnitOfWork) -> Iterator[RowMismatch]:
     model_refs: dict[object, str] = {}
     session = uow.session
 
-    def claim(table: str, key: str, index: object) -> RowMismatch | None:
-        if type(index) is not int:
-            return RowMismatch(table, key, None, ("ledger_index",), describe(table, key, None, (), None))
-        if not 0 <= index < size:
-            message = f"{table} row {key} points at ledger entry {index}, which the ledger does not have"
-            return RowMismatch(table, key, None, ("ledger_index",), message)
-        if claimed[index]:
-            message = f"{table} row {key} claims ledger entry {index}, which another row already records"
-            return RowMismatch(table, key, index, ("ledger_index",), message)
-        claimed[index] = 1
-        return None
+    def claims(table: str) -> Iterator[RowMismatch]:
+        """Every row's ledger_index: two rows claiming one entry; the claimed set, for deleted rows."""
+        label = _ROW_KEYS[table]
+        for primary, index in iter_claims(session, table, label):
+            if type(index) is not int or not 0 <= index < size:
+                continue  # the row's own check names where it points
+            if claimed[index]:
+                key = f"{label}={primary!r}"
+                message = f"{table} row {key} claims ledger entry {index}, which another row already records"
+                yield RowMismatch(table, key, index, ("ledger_index",), message)
+            claimed[index] = 1
 
-    def rows(table: str, check: Callable[[dict[str, object], object], tuple[str, ...]]) -> Iterator[RowMismatch]:
-        for row in iter_rows_with_entries(session, table):
+    def rows(
+        table: str,
+        check: Callable[[dict[str, object], object], tuple[str, ...]],
+        candidates: set[object] | None = None,
+    ) -> Iterator[RowMismatch]:
+        for row in iter_rows_with_entries(session, table, keys=candidates):
             key, index = _key(table, row), row.get("ledger_index")
-            taken = claim(table, key, index)
-            if taken is not None:
-                yield taken
-                if taken.index is None:
-                    continue
-            assert isinstance(index, int)
+            if type(index) is not int:
+                yield RowMismatch(table, key, None, ("ledger_index",), describe(table, key, None, (), None))
+                continue
+            if not 0 <= index < size:
+                message = f"{table} row {key} points at ledger entry {index}, which the ledger does not have"
+                yield RowMismatch(table, key, index, ("ledger_index",), message)
+                continue
             entry = parse_entry(index, row["entry.canonical"])  # type: ignore[arg-type]
             fields = check(row, entry)
             if fields:
@@ -89,40 +107,54 @@ def check_all_rows(uow: UnitOfWork) -> Iterator[RowMismatch]:
             model_refs[row.get("id")] = str(payload.get("model"))
         return fields
 
+    for table in ("model_versions", "decisions", "explanations", "outcomes"):
+        yield from claims(table)
     yield from rows("model_versions", model_check)
+    refs = {k: v for k, v in model_refs.items() if type(k) is int}
     yield from rows(
         "decisions",
         lambda row, entry: check_decision(row, entry, model_ref=model_refs.get(row.get("model_version_id"))),  # type: ignore[arg-type]
+        sqlite_decision_candidates(session, refs),  # type: ignore[arg-type]
     )
-    yield from rows("explanations", check_explanation)  # type: ignore[arg-type]
+    yield from rows("explanations", check_explanation, sqlite_explanation_candidates(session))  # type: ignore[arg-type]
     yield from rows("outcomes", check_outcome)  # type: ignore[arg-type]
 
     for job_id, state in finished_jobs_without_explanation(session):
         message = f"jobs row id={job_id!r} is marked {state} but no explanation entry records its result"
         yield RowMismatch("jobs", f"id={job_id!r}", None, ("state",), message)
 
-    for index, entry_type, recorded_at, canonical in iter_entry_heads(session):
-        if not entry_columns_match(canonical, entry_type, recorded_at):
-            parsed = parse_entry(index, canonical)
-            fields = (
-                tuple(
-                    name
-                    for name, (column, real) in {
-                        "entry_type": (entry_type, parsed.type),
-                        "recorded_at": (recorded_at, parsed.recorded_at),
-                    }.items()
-                    if column != real
-                )
-                if parsed is not None
-                else ("canonical",)
-            )
-            message = f"ledger_entries row idx={index} differs from its own bytes in: {', '.join(fields)}"
-            yield RowMismatch("ledger_entries", f"idx={index}", index, fields, message)
-            entry_type = parsed.type if parsed is not None else entry_type
-        table = ENTRY_TABLES.get(entry_type) if isinstance(entry_type, str) else None
-        if table is not None and index < size and not claimed[index]:
-            message = f"ledger entry {index} ({entry_type}) has no row in {table} (the row was removed)"
-            yield RowMismatch(table, f"ledger_index={index}", index, ("missing",), message)
+    suspects = entry_column_candidates(session)
+    # the database compares each ledger row's columns with its bytes; if it cannot, every entry in Python
+    heads = iter_entry_heads(session) if suspects is None else _heads_of(session, suspects)
+    corrected: dict[int, str] = {}
+    for index, entry_type, recorded_at, canonical in heads:
+        if entry_columns_match(canonical, entry_type, recorded_at):
+            continue
+        parsed = parse_entry(index, canonical)
+        if parsed is None:
+            fields: tuple[str, ...] = ("canonical",)
+        else:
+            actual = {"entry_type": (entry_type, parsed.type), "recorded_at": (recorded_at, parsed.recorded_at)}
+            fields = tuple(name for name, (column, real) in actual.items() if column != real)
+            corrected[index] = parsed.type
+        message = f"ledger_entries row idx={index} differs from its own bytes in: {', '.join(fields)}"
+        yield RowMismatch("ledger_entries", f"idx={index}", index, fields, message)
+        if parsed is None:
+            corrected[index] = ""
+    typed = [(i, t) for i, t in iter_typed_entries(session, list(ENTRY_TABLES)) if i not in corrected]
+    typed += [(i, t) for i, t in corrected.items() if t in ENTRY_TABLES]
+    for index, entry_type in sorted(typed):
+        owner = ENTRY_TABLES[entry_type]
+        if index < size and not claimed[index]:
+            message = f"ledger entry {index} ({entry_type}) has no row in {owner} (the row was removed)"
+            yield RowMismatch(owner, f"ledger_index={index}", index, ("missing",), message)
+
+
+def _heads_of(session: Session, indexes: set[int]) -> Iterator[tuple[int, Any, Any, bytes]]:
+    for index in sorted(indexes):
+        head = read_head(session, index)
+        if head is not None:
+            yield head
 
 
 def row_failure(mismatch: RowMismatch) -> Failure:
