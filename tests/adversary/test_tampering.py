@@ -37,6 +37,8 @@ from storage.errors import NotFoundError
 from storage.tables import DecisionRow, ExplanationRow, JobRow, ModelVersionRow, OutcomeRow
 from tests.adversary.conftest import Attacked, Populated
 
+pytestmark = pytest.mark.heavy  # ~2,200 tamperings, a few minutes: `make test` runs it, `make quick` does not
+
 DECISIONS = cast(Table, DecisionRow.__table__)
 EXPLANATIONS = cast(Table, ExplanationRow.__table__)
 JOBS = cast(Table, JobRow.__table__)
