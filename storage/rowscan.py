@@ -180,96 +180,134 @@ def outcome_rows(session: Session, decision_ids: Sequence[str]) -> dict[str, dic
 
 
 # ------------------------------------------------------------------------------------------------------------
-# SQLite prefilter. Comparing every row in Python costs ~20 µs a decision (fetch, parse four JSON columns and
-# the entry, compare), which would make `verify` several times slower than the ledger check itself. Rows are
-# written with canonical JSON text (storage.db's json_serializer), and SQLite's json_extract returns a
-# member's text as it stands in the entry's canonical bytes, so "the row says what the entry says" is a text
-# comparison the database runs at C speed. It only *selects candidates*: every row it does not vouch for
-# (including rows written before canonical text, or any value an attacker wrote) goes through the precise
-# Python comparison in audit.rowcheck, which alone decides and names the fields. The property test
-# tests/adversary (every tampering located by verify) holds the two to the same answer.
-
-_T = "CAST(e.canonical AS TEXT)"
-
-
-def _jx(path: str) -> str:
-    return f"json_extract({_T}, '{path}')"
+# The database as prefilter. Comparing every row in Python costs ~20 µs a decision (fetch, parse four JSON
+# columns and the entry, compare), several times the ledger check itself. So the database compares first, at
+# C speed: on SQLite rows hold canonical JSON text (storage.db's json_serializer) and json_extract returns a
+# member's text as it stands in the entry's canonical bytes, so equal facts are equal text; on PostgreSQL
+# the entry is cast to jsonb and compared with jsonb columns (numbers by value, true is not 1). The query
+# only *selects candidates*: every row it does not vouch for (rows written before canonical text, any
+# value an attacker wrote, bytes the JSON functions refuse) goes through the precise comparison in
+# audit.rowcheck, which alone decides and names the fields. tests/adversary holds the two to one answer:
+# every generated tampering must be located by `verify`, which runs this prefilter.
 
 
-def _json_col(column: str, path: str) -> str:
-    """A JSON column against the entry member at ``path`` (JSON null matches SQL NULL or 'null')."""
-    return (
-        f"(CASE WHEN json_type({_T}, '{path}') = 'null' THEN ({column} IS NULL OR {column} = 'null') "
-        f"ELSE {column} = {_jx(path)} END)"
-    )
+class _Sql:
+    """SQL fragments reading an entry's members, per dialect; ``e`` is the joined ledger row."""
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+        self.text = "CAST(e.canonical AS TEXT)"
+
+    def join(self, index_column: str) -> str:
+        joined = f"LEFT JOIN ledger_entries e ON e.idx = {index_column}"
+        if self.sqlite:
+            return joined
+        return f"{joined} LEFT JOIN LATERAL (SELECT convert_from(e.canonical, 'UTF8')::jsonb AS j) ej ON true"
+
+    def value(self, path: str) -> str:
+        """The member at ``path`` ("payload.inputs") as JSON (SQLite: its text; PostgreSQL: jsonb)."""
+        if self.sqlite:
+            return f"json_extract({self.text}, '$.{path}')"
+        return f"(ej.j #> '{{{path.replace('.', ',')}}}')"
+
+    def scalar(self, path: str) -> str:
+        """The member at ``path`` as SQL text (NULL for JSON null)."""
+        if self.sqlite:
+            return self.value(path)
+        return f"(ej.j #>> '{{{path.replace('.', ',')}}}')"
+
+    def is_null(self, path: str) -> str:
+        if self.sqlite:
+            return f"json_type({self.text}, '$.{path}') = 'null'"
+        return f"jsonb_typeof({self.value(path)}) = 'null'"
+
+    def same(self, column: str, expression: str) -> str:
+        return f"{column} IS {expression}" if self.sqlite else f"{column} IS NOT DISTINCT FROM {expression}"
+
+    def json_column(self, column: str, path: str) -> str:
+        """A JSON column against the member at ``path`` (JSON null matches SQL NULL or JSON null)."""
+        if self.sqlite:
+            return (
+                f"(CASE WHEN {self.is_null(path)} THEN ({column} IS NULL OR {column} = 'null') "
+                f"ELSE {column} = {self.value(path)} END)"
+            )
+        return (
+            f"(CASE WHEN {self.is_null(path)} THEN ({column} IS NULL OR {column} = 'null'::jsonb) "
+            f"ELSE {column} = {self.value(path)} END)"
+        )
+
+    def stamp(self, column: str, path: str) -> str:
+        if self.sqlite:
+            return f"(replace({column}, ' ', 'T') || 'Z') = {self.scalar(path)}"
+        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') = {self.scalar(path)}"
+
+    def index(self, column: str) -> str:
+        if self.sqlite:
+            return f"json_extract({self.text}, '$.index') = {column}"
+        return f"(ej.j -> 'index') = to_jsonb({column})"
+
+    def vouched(self, conditions: list[str]) -> str:
+        body = " AND ".join(conditions)
+        if self.sqlite:
+            return f"COALESCE(CASE WHEN json_valid({self.text}) THEN ({body}) END, 0)"
+        return f"COALESCE(({body}), false)"
 
 
-def _stamp_col(column: str, path: str) -> str:
-    return f"(replace({column}, ' ', 'T') || 'Z') = {_jx(path)}"
-
-
-def _vouched(conditions: list[str]) -> str:
-    return f"COALESCE(CASE WHEN json_valid({_T}) THEN ({' AND '.join(conditions)}) END, 0)"
-
-
-def sqlite_decision_candidates(session: Session, model_refs: dict[int, str]) -> set[int] | None:
-    """Seqs of decision rows the database cannot vouch for, or None when the prefilter does not apply."""
-    if session.get_bind().dialect.name != "sqlite":
-        return None
+def decision_candidates(session: Session, model_refs: dict[int, str]) -> set[int] | None:
+    """Seqs of decision rows the database cannot vouch for, or None when it could not compare."""
+    q = _Sql(session.get_bind().dialect.name)
     refs = " OR ".join(
-        f"(d.model_version_id = {int(i)} AND {_jx('$.payload.model')} = :ref{n})" for n, i in enumerate(model_refs)
+        f"(d.model_version_id = {int(i)} AND {q.scalar('payload.model')} = :ref{n})" for n, i in enumerate(model_refs)
     )
     conditions = [
-        f"{_jx('$.index')} = d.ledger_index",
-        f"{_jx('$.type')} = 'decision.recorded'",
-        f"d.decision_id = {_jx('$.payload.decision_id')}",
-        f"d.model_ref = {_jx('$.payload.model')}",
-        f"d.inputs = {_jx('$.payload.inputs')}",
-        f"d.output = {_jx('$.payload.output')}",
-        _json_col("d.client_output", "$.payload.client_output"),
-        f"d.output_mismatch = (json_type({_T}, '$.payload.output_mismatch') != 'null')",
-        f"d.subject_ref IS {_jx('$.payload.subject_ref')}",
-        _stamp_col("d.occurred_at", "$.payload.occurred_at"),
-        _stamp_col("d.recorded_at", "$.recorded_at"),
-        f"d.context = {_jx('$.payload.context')}",
-        f"d.body_sha256 = {_jx('$.payload.body_sha256')}",
-        f"({refs or '0'})",
+        q.index("d.ledger_index"),
+        f"{q.scalar('type')} = 'decision.recorded'",
+        f"d.decision_id = {q.scalar('payload.decision_id')}",
+        f"d.model_ref = {q.scalar('payload.model')}",
+        f"d.inputs = {q.value('payload.inputs')}",
+        f"d.output = {q.value('payload.output')}",
+        q.json_column("d.client_output", "payload.client_output"),
+        f"d.output_mismatch = (NOT ({q.is_null('payload.output_mismatch')}))",
+        q.same("d.subject_ref", q.scalar("payload.subject_ref")),
+        q.stamp("d.occurred_at", "payload.occurred_at"),
+        q.stamp("d.recorded_at", "recorded_at"),
+        f"d.context = {q.value('payload.context')}",
+        f"d.body_sha256 = {q.scalar('payload.body_sha256')}",
+        f"({refs or '1 = 0'})",
     ]
-    query = (
-        "SELECT d.seq FROM decisions d LEFT JOIN ledger_entries e ON e.idx = d.ledger_index "
-        f"WHERE NOT {_vouched(conditions)}"
-    )
+    query = f"SELECT d.seq FROM decisions d {q.join('d.ledger_index')} WHERE NOT {q.vouched(conditions)}"
     params = {f"ref{n}": ref for n, ref in enumerate(model_refs.values())}
     return _candidates(session, query, params)
 
 
-def sqlite_explanation_candidates(session: Session) -> set[str] | None:
+def explanation_candidates(session: Session) -> set[str] | None:
     """Ids of explanation rows (with their jobs) the database cannot vouch for, or None."""
-    if session.get_bind().dialect.name != "sqlite":
-        return None
+    q = _Sql(session.get_bind().dialect.name)
+    error = f"substr(COALESCE({q.scalar('payload.error')}, ''), 1, 4000)"
     job = (
         "(x.job_id IS NULL OR (j.id IS NOT NULL AND j.state = x.status AND j.decision_id = x.decision_id "
-        "AND j.method = x.method AND j.params_hash = x.params_hash "
-        f"AND j.params = {_jx('$.payload.requested_params')} AND j.target IS {_jx('$.payload.requested_target')} "
+        f"AND j.method = x.method AND j.params_hash = x.params_hash "
+        f"AND j.params = {q.value('payload.requested_params')} "
+        f"AND {q.same('j.target', q.scalar('payload.requested_target'))} "
         "AND (CASE WHEN x.status = 'succeeded' THEN j.explanation_id = x.id "
-        f"ELSE j.error IS substr(COALESCE({_jx('$.payload.error')}, ''), 1, 4000) END)))"
+        f"ELSE {q.same('j.error', error)} END)))"
     )
     conditions = [
-        f"{_jx('$.index')} = x.ledger_index",
-        f"{_jx('$.type')} = (CASE x.status WHEN 'succeeded' THEN 'explanation.recorded' "
+        q.index("x.ledger_index"),
+        f"{q.scalar('type')} = (CASE x.status WHEN 'succeeded' THEN 'explanation.recorded' "
         "WHEN 'failed' THEN 'explanation.failed' END)",
-        f"x.id = {_jx('$.payload.explanation_id')}",
-        f"x.decision_id = {_jx('$.payload.decision_id')}",
-        f"x.method = {_jx('$.payload.method')}",
-        f"x.params_hash = {_jx('$.payload.params_hash')}",
-        f"x.job_id IS {_jx('$.payload.job_id')}",
-        f"x.body = {_jx('$.payload')}",
-        _stamp_col("x.created_at", "$.recorded_at"),
+        f"x.id = {q.scalar('payload.explanation_id')}",
+        f"x.decision_id = {q.scalar('payload.decision_id')}",
+        f"x.method = {q.scalar('payload.method')}",
+        f"x.params_hash = {q.scalar('payload.params_hash')}",
+        q.same("x.job_id", q.scalar("payload.job_id")),
+        f"x.body = {q.value('payload')}",
+        q.stamp("x.created_at", "recorded_at"),
         job,
     ]
     query = (
-        "SELECT x.id FROM explanations x LEFT JOIN ledger_entries e ON e.idx = x.ledger_index "
-        f"LEFT JOIN jobs j ON j.id = x.job_id WHERE NOT {_vouched(conditions)}"
+        f"SELECT x.id FROM explanations x {q.join('x.ledger_index')} "
+        f"LEFT JOIN jobs j ON j.id = x.job_id WHERE NOT {q.vouched(conditions)}"
     )
     return _candidates(session, query, {})
 

@@ -30,15 +30,15 @@ from audit.rowcheck import (
 from audit.verify import Failure
 from storage.db import UnitOfWork
 from storage.rowscan import (
+    decision_candidates,
     entry_column_candidates,
+    explanation_candidates,
     finished_jobs_without_explanation,
     iter_claims,
     iter_entry_heads,
     iter_rows_with_entries,
     iter_typed_entries,
     read_head,
-    sqlite_decision_candidates,
-    sqlite_explanation_candidates,
 )
 
 _ROW_KEYS = {"model_versions": "id", "decisions": "decision_id", "explanations": "id", "outcomes": "decision_id"}
@@ -114,9 +114,9 @@ def check_all_rows(uow: UnitOfWork) -> Iterator[RowMismatch]:
     yield from rows(
         "decisions",
         lambda row, entry: check_decision(row, entry, model_ref=model_refs.get(row.get("model_version_id"))),  # type: ignore[arg-type]
-        sqlite_decision_candidates(session, refs),  # type: ignore[arg-type]
+        decision_candidates(session, refs),  # type: ignore[arg-type]
     )
-    yield from rows("explanations", check_explanation, sqlite_explanation_candidates(session))  # type: ignore[arg-type]
+    yield from rows("explanations", check_explanation, explanation_candidates(session))  # type: ignore[arg-type]
     yield from rows("outcomes", check_outcome)  # type: ignore[arg-type]
 
     for job_id, state in finished_jobs_without_explanation(session):

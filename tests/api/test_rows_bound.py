@@ -129,3 +129,15 @@ def test_model_version_edits_are_named(client, services, recorded) -> None:
     assert served["integrity"]["mismatches"][0]["fields"] == ["manifest"]
     listed = client.get("/v1/models").json()["items"][0]
     assert listed["integrity"]["status"] == "mismatch"
+
+
+def test_the_database_vouches_for_every_honest_row(services, recorded) -> None:
+    """verify's prefilter (storage/rowscan.py) runs on both databases and leaves no honest row to Python."""
+    from storage.rowscan import decision_candidates, entry_column_candidates, explanation_candidates
+
+    with services.db.unit_of_work(write=False) as uow:
+        [model] = uow.models.list()
+        assert decision_candidates(uow.session, {model.id: model.ref}) == set()
+        assert explanation_candidates(uow.session) == set()
+        assert entry_column_candidates(uow.session) == set()
+    assert verify_whole_ledger(services, quiet=True) == 0
