@@ -340,7 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = dbsub.add_parser("upgrade", help="create or migrate the schema to the current revision")
     up.set_defaults(handler=cmd_db_upgrade)
 
-    p = sub.add_parser("verify", help="recompute every leaf hash and root of the ledger, or check a bundle")
+    p = sub.add_parser(
+        "verify",
+        help="recompute every leaf hash and root of the ledger, check every row against its entry; or check a bundle",
+    )
     p.add_argument("--bundle", metavar="FILE", help="verify an export bundle instead of the database")
     p.add_argument(
         "--key",

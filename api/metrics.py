@@ -59,5 +59,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.row_mismatches = Counter(
+            "rationale_row_mismatches_total",
+            "Rows read for serving that differ from the ledger entry they point at, by table",
+            ["table"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

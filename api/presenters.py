@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from api.schemas import (
     DecisionPublic,
     DecisionSummary,
     ExplanationPublic,
+    IntegrityPublic,
     JobPublic,
     LedgerRef,
     ModelVersionPublic,
+    RowMismatchPublic,
 )
+from api.services.reading import DecisionView, LedgerPlace, ModelView, SearchHit
+from audit.rowcheck import RowMismatch
 from storage.records import DecisionRecord, ExplanationRecord, JobRecord, ModelVersionRecord
+
+
+def integrity_public(mismatches: Sequence[RowMismatch]) -> IntegrityPublic:
+    return IntegrityPublic(
+        status="mismatch" if mismatches else "ok",
+        mismatches=[
+            RowMismatchPublic(table=m.table, key=m.key, index=m.index, fields=list(m.fields), message=m.message)
+            for m in mismatches
+        ],
+    )
+
+
+def _ref(place: LedgerPlace | None) -> LedgerRef | None:
+    return LedgerRef(index=place.index, leaf_hash=place.leaf_hash) if place is not None else None
 
 
 def job_public(job: JobRecord) -> JobPublic:
@@ -25,6 +45,12 @@ def job_public(job: JobRecord) -> JobPublic:
         created_at=job.created_at,
         updated_at=job.updated_at,
     )
+
+
+def model_view_public(view: ModelView) -> ModelVersionPublic:
+    """A model version as its entry records it, with where it sits and whether its row agrees."""
+    public = model_public(view.record, leaf_hash=view.leaf_hash)
+    return public.model_copy(update={"integrity": integrity_public(view.mismatches)})
 
 
 def model_public(
@@ -61,7 +87,8 @@ def explanation_public(record: ExplanationRecord, leaf_hash: str) -> Explanation
     )
 
 
-def decision_summary(record: DecisionRecord) -> DecisionSummary:
+def decision_summary(hit: SearchHit) -> DecisionSummary:
+    record = hit.record
     return DecisionSummary(
         decision_id=record.decision_id,
         model=record.model_ref,
@@ -70,6 +97,23 @@ def decision_summary(record: DecisionRecord) -> DecisionSummary:
         occurred_at=record.occurred_at,
         ledger_index=record.ledger_index,
         outcome=record.outcome,
+        ledger=LedgerRef(index=record.ledger_index, leaf_hash=hit.leaf_hash) if hit.leaf_hash else None,
+        outcome_ledger=_ref(hit.outcome_ledger),
+        integrity=integrity_public(hit.mismatches),
+    )
+
+
+def decision_view_public(view: DecisionView) -> DecisionPublic:
+    """A decision as the ledger records it, each fact with its ledger place, and the rows' integrity."""
+    public = decision_public(
+        view.record,
+        leaf_hash=view.leaf_hash,
+        explanations=[explanation_public(e, leaf) for e, leaf in view.explanations],
+        jobs=view.jobs,
+        reasons=view.reasons,
+    )
+    return public.model_copy(
+        update={"outcome_ledger": _ref(view.outcome_ledger), "integrity": integrity_public(view.mismatches)}
     )
 
 

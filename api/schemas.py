@@ -71,6 +71,22 @@ class LedgerRef(BaseModel):
     leaf_hash: str
 
 
+class RowMismatchPublic(BaseModel):
+    table: str
+    key: str = Field(description="the row's key, e.g. decision_id='d-1'")
+    index: int | None = Field(description="the ledger entry the row points at")
+    fields: list[str] = Field(description="the row's fields that differ from the entry")
+    message: str
+
+
+class IntegrityPublic(BaseModel):
+    """Whether every row served agrees with the ledger entry it indexes. On "mismatch" the values served
+    are the entry's (the record), and each differing row is named."""
+
+    status: Literal["ok", "mismatch"]
+    mismatches: list[RowMismatchPublic] = Field(default_factory=list)
+
+
 class ModelVersionPublic(BaseModel):
     name: str
     version: str
@@ -87,6 +103,7 @@ class ModelVersionPublic(BaseModel):
     registered_at: datetime
     ledger: LedgerRef | None = None
     created: bool | None = None
+    integrity: IntegrityPublic | None = None
 
 
 class ModelList(BaseModel):
@@ -161,6 +178,8 @@ class DecisionPublic(BaseModel):
     explanations: list[ExplanationPublic] = Field(default_factory=list)
     jobs: list[JobPublic] = Field(default_factory=list)
     reasons: dict[str, Any] | None = None
+    outcome_ledger: LedgerRef | None = None
+    integrity: IntegrityPublic | None = None
 
 
 class DecisionSummary(BaseModel):
@@ -171,6 +190,9 @@ class DecisionSummary(BaseModel):
     occurred_at: datetime
     ledger_index: int
     outcome: dict[str, Any] | None = None
+    ledger: LedgerRef | None = None
+    outcome_ledger: LedgerRef | None = None
+    integrity: IntegrityPublic | None = None
 
 
 class DecisionPage(BaseModel):

@@ -75,6 +75,8 @@ class SizeConflictError(WitnessError):
 
 class InconsistentCheckpointError(WitnessError):
     """The checkpoint is not proven consistent with what the witness cosigned before (HTTP 422)."""
+
+
 class CorruptRowError(AuditError):
     """A stored ledger row holds a value no ledger writes (text where bytes belong, a wrong length, a
     non-integer index, NULL, ...). Names the table and the position so that verification can report it."""

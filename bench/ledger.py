@@ -200,6 +200,64 @@ def bench_witness(rounds: int, entries_per_round: int = 10) -> tuple[float, floa
     return p50, p99, len(timings) / sum(timings)
 
 
+def fill_decisions(url: str, data_dir: str, n: int) -> None:
+    """n decisions recorded through the service layer: entries *and* the rows that index them."""
+    from api.container import build_services
+    from api.schemas import DecisionCreate, FeatureIn, ManifestIn
+    from api.services.decisions import record_decisions
+    from api.services.models import register_model
+    from api.settings import Settings
+    from explain.artifacts import dump_skops
+    from explain.samples import credit_spec, make_credit_frame, train_credit_pipeline
+
+    settings = Settings(data_dir=data_dir, database_url=url, workers=0)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    services = build_services(settings)
+    spec = credit_spec()
+    background, _ = make_credit_frame(50, seed=7)
+    manifest = ManifestIn(
+        name="credit",
+        version="1",
+        task="binary",
+        class_labels=list(spec.class_labels),
+        features=[FeatureIn(**f.to_dict()) for f in spec.features],
+        background=background.to_dict(orient="records"),  # type: ignore[arg-type]
+    )
+    register_model(services, manifest=manifest, artifact=dump_skops(train_credit_pipeline(seed=0, n=1500)))
+    rows, _ = make_credit_frame(5_000, seed=1)
+    records = rows.to_dict(orient="records")
+    for start in range(0, n, 1000):
+        batch = [
+            DecisionCreate(
+                decision_id=f"d-{i}",
+                model="credit@1",
+                inputs=records[i % len(records)],  # type: ignore[arg-type]
+                subject_ref=f"s-{i % 50_000}",
+                explain=[],
+            )
+            for i in range(start, min(n, start + 1000))
+        ]
+        record_decisions(services, batch, path="decisions")
+    services.close()
+
+
+def bench_verify_with_rows(db: Database) -> tuple[float, float, float]:
+    """Entries/s of the ledger check alone, of the row check alone, and of both (what `verify` runs)."""
+    from api.services.rowbinding import check_all_rows
+
+    with db.unit_of_work(write=False) as uow:
+        size = uow.ledger.size()
+        started = time.perf_counter()
+        report = verify_ledger(uow.ledger, anchors=[])
+        ledger_seconds = time.perf_counter() - started
+        assert report.ok, report.failure
+        started = time.perf_counter()
+        findings = list(check_all_rows(uow))
+        row_seconds = time.perf_counter() - started
+        assert not findings, findings[:3]
+    return size / ledger_seconds, size / row_seconds, size / (ledger_seconds + row_seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--appends", type=int, default=20_000)
@@ -208,6 +266,9 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--witness-rounds", type=int, default=300, help="add-checkpoint round trips (0: skip)")
     parser.add_argument("--witness-only", action="store_true", help="only the witness round trip")
+    parser.add_argument(
+        "--row-decisions", type=int, default=100_000, help="decisions recorded with their rows for the row check"
+    )
     args = parser.parse_args()
     if args.witness_rounds:
         p50, p99, per_second = bench_witness(args.witness_rounds)
@@ -233,6 +294,20 @@ def main() -> None:
             db.upgrade()
             ours, floor = bench_appends(db, args.appends, args.batch)
             print(f"{name:<12}{ours:>18,.0f}{floor:>16,.0f}{bench_verify(db):>18,.0f}")
+            db.dispose()
+        print(f"\nfull verification with row checks: {args.row_decisions:,} decisions recorded with their rows")
+        print(f"{'backend':<12}{'ledger only/s':>16}{'rows only/s':>14}{'verify (both)/s':>18}")
+        for name, url in backends.items():
+            rows_url = url.replace("bench.db", "rows.db") if name == "SQLite" else url
+            db = Database.from_url(rows_url)
+            if name == "PostgreSQL":  # a fresh scratch schema: the append bench above left bare entries
+                with db.engine.begin() as conn:
+                    conn.execute(text("DROP SCHEMA public CASCADE"))
+                    conn.execute(text("CREATE SCHEMA public"))
+            db.upgrade()
+            fill_decisions(rows_url, f"{tmp}/data-{name}", args.row_decisions)
+            ledger_rate, row_rate, both = bench_verify_with_rows(db)
+            print(f"{name:<12}{ledger_rate:>16,.0f}{row_rate:>14,.0f}{both:>18,.0f}")
             db.dispose()
         print("\nproofs (ms, mean of 200 random requests)")
         print(f"{'backend':<12}{'size':>12}{'inclusion':>12}{'consistency':>13}{'verify entries/s':>18}")

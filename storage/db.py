@@ -7,6 +7,7 @@ itself once the server is back.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -22,6 +23,8 @@ from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit.canonical import canonical_bytes
+from audit.errors import NonCanonicalValueError
 from storage.errors import ConflictError, SchemaOutdatedError, StorageError, UnavailableError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -91,6 +94,7 @@ class Database:
                 url,
                 echo=echo,
                 connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None},
+                json_serializer=_row_json,
             )
             _configure_sqlite(engine)
         else:
@@ -157,6 +161,16 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _row_json(value: Any) -> str:
+    """JSON columns on SQLite hold RFC 8785 text, the spelling of the ledger's entries, so `rationale verify`
+    can let SQLite compare a row with its entry as text (storage/rowscan.py); anything RFC 8785 cannot
+    encode is written as plain JSON (and then checked the slow way)."""
+    try:
+        return canonical_bytes(value).decode("utf-8")
+    except NonCanonicalValueError:
+        return json.dumps(value)
 
 
 def _rollback_quietly(session: Session) -> None:

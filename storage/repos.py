@@ -348,7 +348,12 @@ class OutcomeRepository:
         row = self.session.get(OutcomeRow, decision_id)
         if row is None:
             return None
-        return {"body": row.body, "ledger_index": int(row.ledger_index), "recorded_at": row.recorded_at}
+        return {
+            "body": row.body,
+            "label": row.label,
+            "ledger_index": int(row.ledger_index),
+            "recorded_at": row.recorded_at,
+        }
 
 
 def _now_like(session: Session) -> datetime:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from api.container import Services
 from api.review.chart import Chart, attribution_chart
-from api.services.integrity import IntegrityReport, check_decision
-from api.services.reading import DecisionView, read_decision
+from api.services.integrity import EntryCheck, IntegrityReport, check_decision
+from api.services.reading import DecisionView, LedgerPlace, read_decision
 from explain.errors import ExplainError
 from explain.results import AnchorRule, Attributions, Counterfactuals, ExplanationResult
 from explain.schema import ModelSpec
@@ -79,6 +79,7 @@ class Dossier:
     counterfactual: Counterfactual | None
     statuses: tuple[MethodStatus, ...]
     integrity: IntegrityReport
+    outcome_ledger: LedgerPlace | None = None
 
 
 def show(value: Any) -> str:
@@ -89,8 +90,7 @@ def show(value: Any) -> str:
 def build_dossier(services: Services, decision_id: str) -> Dossier:
     """Raises storage's NotFoundError when the decision is not recorded."""
     view = read_decision(services, decision_id)
-    with services.db.unit_of_work(write=False) as uow:
-        model = uow.models.get_by_id(view.record.model_version_id)
+    model = view.model  # as its entry records it
     spec = _spec(model)
 
     def label(feature: str) -> str:
@@ -110,8 +110,22 @@ def build_dossier(services: Services, decision_id: str) -> Dossier:
         anchor=_anchor(latest),
         counterfactual=_counterfactual(latest, label),
         statuses=_statuses(view),
-        integrity=check_decision(services, view),
+        integrity=with_row_checks(check_decision(services, view), view),
+        outcome_ledger=view.outcome_ledger,
     )
+
+
+def with_row_checks(report: IntegrityReport, view: DecisionView) -> IntegrityReport:
+    """The entry checks, failed when any row shown differs from its entry (what the page shows is then
+    the entry's values; the rows that were altered are listed)."""
+    if not view.mismatches:
+        return report
+    rows = tuple(
+        EntryCheck(f"{m.table} row", m.index if m.index is not None else -1, "failed", m.message)
+        for m in view.mismatches
+    )
+    summary = f"Integrity check failed: {view.mismatches[0].message} (the ledger's record is shown)"
+    return replace(report, status="failed", summary=summary, entries=report.entries + rows)
 
 
 def _spec(model: ModelVersionRecord | None) -> ModelSpec | None:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from api.deps import ServicesDep
 from api.errors import InvalidRequestError, ResourceNotFoundError
-from api.presenters import decision_public, decision_summary, explanation_public, job_public
+from api.presenters import decision_summary, decision_view_public, job_public
 from api.schemas import (
     DecisionBatch,
     DecisionCreate,
@@ -127,14 +127,7 @@ def search_decisions(
 @router.get("/{decision_id}", response_model=DecisionPublic)
 def get_decision(services: ServicesDep, decision_id: str) -> DecisionPublic:
     """The decision, its explanations and jobs, and where it sits in the ledger."""
-    view = read_decision(services, decision_id)
-    return decision_public(
-        view.record,
-        leaf_hash=view.leaf_hash,
-        explanations=[explanation_public(e, leaf) for e, leaf in view.explanations],
-        jobs=view.jobs,
-        reasons=view.reasons,
-    )
+    return decision_view_public(read_decision(services, decision_id))
 
 
 @router.post("/{decision_id}/explanations", status_code=status.HTTP_202_ACCEPTED, response_model=JobsCreated)

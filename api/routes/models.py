@@ -11,8 +11,9 @@ from pydantic import ValidationError
 
 from api.deps import ServicesDep
 from api.errors import InvalidRequestError, ResourceNotFoundError
-from api.presenters import model_public
+from api.presenters import model_public, model_view_public
 from api.schemas import ManifestIn, ModelList, ModelVersionPublic
+from api.services import reading
 from api.services.models import parse_background_file, register_model
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -62,16 +63,12 @@ def register(
 
 @router.get("", response_model=ModelList)
 def list_models(services: ServicesDep, name: str | None = None) -> ModelList:
-    with services.db.unit_of_work(write=False) as uow:
-        records = uow.models.list(name=name)
-    return ModelList(items=[model_public(r) for r in records])
+    return ModelList(items=[model_view_public(v) for v in reading.list_models(services, name=name)])
 
 
 @router.get("/{name}/versions/{version}", response_model=ModelVersionPublic)
 def get_model(services: ServicesDep, name: str, version: str) -> ModelVersionPublic:
-    with services.db.unit_of_work(write=False) as uow:
-        record = uow.models.get(name, version)
-        if record is None:
-            raise ResourceNotFoundError(f"model {name}@{version} is not registered")
-        leaf = uow.ledger.read(record.ledger_index).leaf_hash.hex()
-    return model_public(record, leaf_hash=leaf)
+    view = reading.read_model(services, name, version)
+    if view is None:
+        raise ResourceNotFoundError(f"model {name}@{version} is not registered")
+    return model_view_public(view)

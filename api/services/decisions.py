@@ -20,6 +20,7 @@ from api.services.model_cache import LoadedModel
 from api.services.models import resolve_model
 from audit.canonical import canonical_bytes, check_json_value
 from audit.entry import EntryDraft, format_timestamp, parse_timestamp
+from audit.payloads import DecisionRecorded
 from explain.errors import InvalidInputError, UnknownMethodError
 from explain.predictor import frame_from_rows
 from explain.registry import EXPLAINERS
@@ -137,7 +138,7 @@ def record_decisions(services: Services, items: Sequence[DecisionCreate], *, pat
     with services.db.unit_of_work() as uow:
         existing = {r.decision_id: r for r in uow.decisions.get_many(list(seen))}
         drafts: list[EntryDraft] = []
-        fresh: list[tuple[int, dict[str, Any]]] = []
+        fresh: list[tuple[int, DecisionRecorded]] = []
         for i, (item, loaded, clean, sha, methods) in enumerate(prepared):
             old = existing.get(item.decision_id)
             if old is not None:
@@ -149,21 +150,21 @@ def record_decisions(services: Services, items: Sequence[DecisionCreate], *, pat
             where = f"{path}[{i}]." if path else ""
             mismatch = compare_outputs(outputs[i], item.output, field=f"{where}output") if item.output else None
             occurred = (item.occurred_at or services.clock()).astimezone(UTC)
-            payload = {
-                "decision_id": item.decision_id,
-                "model": loaded.record.ref,
-                "model_artifact_sha256": loaded.record.artifact_sha256,
-                "inputs": clean,
-                "output": outputs[i],
-                "client_output": item.output,
-                "output_mismatch": mismatch,
-                "subject_ref": item.subject_ref,
-                "occurred_at": format_timestamp(occurred),
-                "context": item.context,
-                "explanations_requested": methods,
-                "body_sha256": sha,
-            }
-            drafts.append(EntryDraft("decision.recorded", payload))
+            payload = DecisionRecorded(
+                decision_id=item.decision_id,
+                model=loaded.record.ref,
+                model_artifact_sha256=loaded.record.artifact_sha256,
+                inputs=clean,
+                output=outputs[i],
+                client_output=item.output,
+                output_mismatch=mismatch,
+                subject_ref=item.subject_ref,
+                occurred_at=format_timestamp(occurred),
+                context=item.context,
+                explanations_requested=tuple(methods),
+                body_sha256=sha,
+            )
+            drafts.append(payload.draft())
             fresh.append((i, payload))
         entries = services.ledger.append(uow.ledger, drafts) if drafts else []
         new_jobs: list[NewJob] = []
@@ -178,11 +179,11 @@ def record_decisions(services: Services, items: Sequence[DecisionCreate], *, pat
                     "model_version_id": loaded.record.id,
                     "model_ref": loaded.record.ref,
                     "inputs": clean,
-                    "output": payload["output"],
+                    "output": payload.output,
                     "client_output": item.output,
-                    "output_mismatch": payload["output_mismatch"] is not None,
+                    "output_mismatch": payload.output_mismatch is not None,
                     "subject_ref": item.subject_ref,
-                    "occurred_at": parse_timestamp(str(payload["occurred_at"])),
+                    "occurred_at": parse_timestamp(payload.occurred_at),
                     "recorded_at": parse_timestamp(entry.recorded_at),
                     "context": item.context,
                     "body_sha256": sha,

@@ -19,7 +19,8 @@ from typing import Any
 
 from api.container import Services
 from api.services.model_cache import LoadedModel
-from audit.entry import EntryDraft
+from audit.entry import parse_timestamp
+from audit.payloads import ExplanationRecorded
 from explain.base import Budget, Target
 from explain.errors import BudgetExceededError, ExplainError
 from explain.predictor import frame_from_rows
@@ -208,7 +209,7 @@ class JobRunner:
             held = uow.jobs.complete_many(owner=self.owner, explanations=done, now=now)
             fenced += len(done) - len(held)
             pending = [p for p in pending if not p[1].ok or p[0].id in held]
-            drafts = [EntryDraft(*self._entry(job, outcome, eid)) for job, outcome, eid in pending]
+            drafts = [self._entry(job, outcome, eid).draft() for job, outcome, eid in pending]
             entries = self.services.ledger.append(uow.ledger, drafts) if drafts else []
             rows = []
             for (job, outcome, explanation_id), draft, entry in zip(pending, drafts, entries, strict=True):
@@ -221,7 +222,7 @@ class JobRunner:
                         "status": "succeeded" if outcome.ok else "failed",
                         "body": draft.payload,  # what the entry's bytes encode, without parsing them back
                         "ledger_index": entry.index,
-                        "created_at": now,
+                        "created_at": parse_timestamp(entry.recorded_at),  # the entry's time: checkable
                         "job_id": job.id,
                     }
                 )
@@ -236,22 +237,24 @@ class JobRunner:
             metrics.job_latency.labels(job.method).observe(max(0.0, (now - job.created_at).total_seconds()))
         return succeeded, failed, fenced
 
-    def _entry(self, job: JobRecord, outcome: JobOutcome, explanation_id: str) -> tuple[str, dict[str, Any]]:
-        common: dict[str, Any] = {
-            "explanation_id": explanation_id,
-            "decision_id": job.decision_id,
-            "job_id": job.id,
-            "method": job.method,
-            "params_hash": job.params_hash,
-            "requested_params": job.params,
-            "requested_target": job.target,
-            "attempt": job.attempts,
-            "model": outcome.model,
-            "background_sha256": outcome.background_sha256,
-        }
-        if outcome.ok and outcome.result is not None:
-            return "explanation.recorded", {**common, **outcome.result.to_dict()}
-        return "explanation.failed", {**common, "error": outcome.error}
+    def _entry(self, job: JobRecord, outcome: JobOutcome, explanation_id: str) -> ExplanationRecorded:
+        ok = outcome.ok and outcome.result is not None
+        result = {k: v for k, v in outcome.result.to_dict().items() if k != "method"} if outcome.result else {}
+        return ExplanationRecorded(
+            explanation_id=explanation_id,
+            decision_id=job.decision_id,
+            job_id=job.id,
+            method=job.method,
+            params_hash=job.params_hash,
+            requested_params=job.params,
+            requested_target=job.target,
+            attempt=job.attempts,
+            model=outcome.model,
+            background_sha256=outcome.background_sha256,
+            result=result if ok else {},
+            failed=not ok,
+            error=None if ok else outcome.error,
+        )
 
     def renew(self, job_ids: Sequence[str]) -> None:
         until = self.services.clock() + timedelta(seconds=self.services.settings.lease_seconds)

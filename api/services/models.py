@@ -13,7 +13,8 @@ from api.container import Services
 from api.errors import InvalidRequestError
 from api.schemas import ManifestIn
 from audit.canonical import canonical_bytes
-from audit.entry import EntryDraft
+from audit.entry import parse_timestamp
+from audit.payloads import ModelRegistered
 from explain.artifacts import detect_format, load_predictor
 from explain.errors import ArtifactError, InvalidInputError
 from explain.predictor import frame_from_rows
@@ -121,18 +122,17 @@ def register_model(
         existing = uow.models.get(manifest.name, manifest.version)
         if existing is not None:  # lost a race with an identical request
             return _same_or_conflict(existing, artifact_sha, background_sha, stored_manifest)
-        payload = {
-            "model": f"{manifest.name}@{manifest.version}",
-            "name": manifest.name,
-            "version": manifest.version,
-            "artifact_sha256": artifact_sha,
-            "artifact_format": fmt,
-            "background_sha256": background_sha,
-            "background_rows": len(clean_rows),
-            "trusted_pickle": manifest.trust_unsafe_pickle,
-            "manifest": stored_manifest,
-        }
-        [entry] = services.ledger.append(uow.ledger, [EntryDraft("model.registered", payload)])
+        payload = ModelRegistered(
+            name=manifest.name,
+            model_version=manifest.version,
+            artifact_sha256=artifact_sha,
+            artifact_format=fmt,
+            background_sha256=background_sha,
+            background_rows=len(clean_rows),
+            trusted_pickle=manifest.trust_unsafe_pickle,
+            manifest=stored_manifest,
+        )
+        [entry] = services.ledger.append(uow.ledger, [payload.draft()])
         record = uow.models.add(
             name=manifest.name,
             version=manifest.version,
@@ -143,7 +143,7 @@ def register_model(
             background_sha256=background_sha,
             trusted_pickle=manifest.trust_unsafe_pickle,
             ledger_index=entry.index,
-            registered_at=services.clock(),
+            registered_at=parse_timestamp(entry.recorded_at),  # the entry's time, so the row can be checked
         )
     return Registration(record=record, leaf_hash=entry.leaf_hash.hex(), created=True)
 

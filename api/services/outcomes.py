@@ -10,8 +10,9 @@ from typing import Any
 from api.container import Services
 from api.errors import InvalidRequestError
 from api.schemas import OutcomeCreate
-from audit.canonical import canonical_bytes, check_json_value
-from audit.entry import EntryDraft, format_timestamp
+from audit.canonical import check_json_value
+from audit.entry import format_timestamp, parse_timestamp
+from audit.payloads import OutcomeRecorded
 from explain.errors import InvalidInputError
 from storage.errors import ConflictError, NotFoundError
 
@@ -59,12 +60,8 @@ def record_outcome(services: Services, *, decision_id: str, body: OutcomeCreate)
                 leaf = uow.ledger.read(existing["ledger_index"]).leaf_hash.hex()
                 return OutcomeResult(existing["body"], existing["ledger_index"], leaf, False)
             raise ConflictError(f"decision {decision_id!r} already has a different outcome")
-        payload = {
-            "decision_id": decision_id,
-            "outcome": outcome,
-            "decision_ledger_index": decision.ledger_index,
-        }
-        canonical_bytes(payload)
-        [entry] = services.ledger.append(uow.ledger, [EntryDraft("outcome.recorded", payload)])
-        uow.outcomes.add(decision_id=decision_id, body=outcome, ledger_index=entry.index, recorded_at=services.clock())
+        payload = OutcomeRecorded(decision_id=decision_id, outcome=outcome, decision_ledger_index=decision.ledger_index)
+        [entry] = services.ledger.append(uow.ledger, [payload.draft()])
+        recorded = parse_timestamp(entry.recorded_at)  # the entry's time, so the row can be checked
+        uow.outcomes.add(decision_id=decision_id, body=outcome, ledger_index=entry.index, recorded_at=recorded)
     return OutcomeResult(outcome, entry.index, entry.leaf_hash.hex(), True)

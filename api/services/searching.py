@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from api.container import Services
 from api.errors import InvalidRequestError
+from api.services.reading import LedgerPlace, SearchHit, bind_decision, bind_outcome, report_mismatches
+from audit.payloads import ModelRegistered, PayloadError
+from audit.rowcheck import parse_entry
+from storage.db import UnitOfWork
 from storage.records import DecisionRecord
+from storage.rowscan import outcome_rows, read_entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,8 +28,12 @@ class DecisionQuery:
     limit: int = 100
 
 
-def search_decisions(services: Services, query: DecisionQuery) -> tuple[list[DecisionRecord], str | None]:
+def search_decisions(services: Services, query: DecisionQuery) -> tuple[list[SearchHit], str | None]:
     """One page of matching decisions in storage order and the cursor of the next page (None on the last).
+
+    Rows are found by their (indexed) columns, then each is checked against its entry with one batched
+    primary-key read per page: a row that no longer says what its entry says is served as the entry
+    records it and flagged (so an edited subject_ref or outcome label that made it match is visible).
 
     Raises InvalidRequestError naming the field for a foreign cursor or a time without a timezone.
     """
@@ -50,4 +59,43 @@ def search_decisions(services: Services, query: DecisionQuery) -> tuple[list[Dec
             cursor=after,
             limit=query.limit,
         )
-    return items, str(next_seq) if next_seq is not None else None
+        hits = _bind_page(uow, items)
+    report_mismatches(services, [m for hit in hits for m in hit.mismatches])
+    return hits, str(next_seq) if next_seq is not None else None
+
+
+def _bind_page(uow: UnitOfWork, items: list[DecisionRecord]) -> list[SearchHit]:
+    if not items:
+        return []
+    outcomes = outcome_rows(uow.session, [r.decision_id for r in items])
+    model_refs: dict[int, str | None] = {}
+    model_indexes: dict[int, int] = {}
+    for model_id in {r.model_version_id for r in items}:
+        model = uow.models.get_by_id(model_id)
+        if model is not None:
+            model_indexes[model_id] = model.ledger_index
+    indexes = [r.ledger_index for r in items] + [int(o["ledger_index"]) for o in outcomes.values()]
+    entries = read_entries(uow.session, indexes + list(model_indexes.values()))
+    for model_id, index in model_indexes.items():
+        entry = entries.get(index)
+        parsed = parse_entry(index, entry.canonical) if entry is not None else None
+        try:
+            model_refs[model_id] = ModelRegistered.from_payload(parsed.payload).ref if parsed else None
+        except PayloadError:
+            model_refs[model_id] = None
+    hits: list[SearchHit] = []
+    for row in items:
+        entry = entries.get(row.ledger_index)
+        record, found = bind_decision(row, entry, model_ref=model_refs.get(row.model_version_id))
+        outcome_row = outcomes.get(row.decision_id)
+        outcome_place: LedgerPlace | None = None
+        if outcome_row is not None:
+            outcome_entry = entries.get(int(outcome_row["ledger_index"]))
+            outcome, outcome_found = bind_outcome(row.decision_id, outcome_row, outcome_entry)
+            found += outcome_found
+            record = replace(record, outcome=outcome)
+            if outcome_entry is not None:
+                outcome_place = LedgerPlace(outcome_entry.index, outcome_entry.leaf_hash.hex())
+        leaf = entry.leaf_hash.hex() if entry is not None else None
+        hits.append(SearchHit(record, leaf, found, outcome_place))
+    return hits

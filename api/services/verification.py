@@ -14,6 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from api.container import Services
+from api.services.rowbinding import print_row_failures, verify_rows
 from api.services.trust import configured_anchors
 from audit.trust import VerifierKey
 from audit.verify import verify_ledger
@@ -37,6 +38,7 @@ def verify_whole_ledger(
 
         report = verify_ledger(uow.ledger, anchors=trusted, progress=progress)
         bar.close()
+        row_count, row_failures = verify_rows(uow)  # every row against its entry (api/services/rowbinding.py)
     seconds = time.monotonic() - started
     source = "given with --key" if anchors else "keyring and RATIONALE_TRUSTED_KEYS"
     if not quiet:
@@ -45,6 +47,9 @@ def verify_whole_ledger(
             print(f"  {key.text}")
         for text in report.trusted_keys[len(trusted) :]:
             print(f"  {text}  (introduced by a key rotation entry)")
+    print_row_failures(row_count, row_failures)
+    if report.ok and row_count:
+        return 1
     if report.ok:
         rate = report.entries_checked / seconds if seconds > 0 else float("inf")
         print(

@@ -21,10 +21,11 @@ from sqlalchemy import text
 
 from api.app import create_app
 from api.container import Services, build_services
-from api.schemas import DecisionCreate, ManifestIn
+from api.schemas import DecisionCreate, ManifestIn, OutcomeCreate
 from api.services.checkpoints import publish_now
 from api.services.decisions import record_decisions
 from api.services.models import register_model
+from api.services.outcomes import record_outcome
 from api.settings import Settings
 from api.workers.local_pool import drain
 from explain.samples import PURPOSES, credit_spec
@@ -101,9 +102,16 @@ def site(tmp_path_factory: pytest.TempPathFactory, credit_artifact: bytes) -> It
         ],
     )
     drain(services)
+    record_outcome(services, decision_id="app-3", body=OutcomeCreate(label="approved"))
     assert publish_now(services) is not None
-    with services.db.engine.begin() as conn:  # edit a row behind the application's back
+    with services.db.engine.begin() as conn:  # edit rows behind the application's back
         conn.execute(text("UPDATE decisions SET subject_ref = 'forged' WHERE decision_id = 'tampered'"))
+        conn.execute(
+            text(
+                "UPDATE outcomes SET label = 'declined', body = json_set(body, '$.label', 'declined') "
+                "WHERE decision_id = 'app-3'"
+            )
+        )
 
     app = create_app(services=services, start_workers=False, publish_checkpoints=False)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
@@ -298,4 +306,21 @@ def test_integrity_says_when_no_checkpoint_covers_the_entry(page: Any, site: Sit
 def test_integrity_fails_when_the_record_differs_from_the_ledger(page: Any) -> None:
     page.goto("/review/decisions/tampered")
     assert page.inner_text("#integrity h2 .status") == "failed"
-    assert "differs from the ledger (subject_ref)" in page.inner_text("#integrity-summary")
+    summary = page.inner_text("#integrity-summary")
+    assert "decisions row decision_id='tampered' differs from ledger entry" in summary
+    assert "subject_ref" in summary
+    assert page.inner_text("#subject-ref") == "applicant-009"  # the ledger's record, not the edit
+
+
+def test_an_edited_outcome_fails_the_check_and_the_recorded_one_is_shown(page: Any) -> None:
+    page.goto("/review/decisions/app-3")
+    assert page.inner_text("#integrity h2 .status") == "failed"
+    assert "outcomes row decision_id='app-3' differs from ledger entry" in page.inner_text("#integrity-summary")
+    assert "approved" in page.inner_text("#summary")  # the recorded outcome, not the edited "declined"
+    assert page.inner_text("#outcome-ledger-index").isdigit()
+    assert len(page.inner_text("#outcome-leaf-hash")) == 64
+
+
+def test_search_flags_a_row_that_no_longer_matches_its_entry(page: Any) -> None:
+    page.goto("/review?subject_ref=forged")
+    assert "altered row" in page.inner_text("#results")

@@ -1,0 +1,358 @@
+"""Streaming every row that indexes a ledger entry, with that entry's bytes, for ``rationale verify``.
+
+Rows come out as plain dicts keyed by column name, in primary-key batches, each joined to its entry by the
+entry's primary key (one index lookup per row, done by the database). JSON and (on SQLite) timestamp columns
+are read as text and parsed here, so a value an attacker wrote that no longer parses is reported as a
+mismatch instead of stopping the scan; such a value comes out as ``UNREADABLE``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import JSON, Column, DateTime, Select, String, Table, Text, and_, exists, select, text, type_coerce
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from audit.entry import StoredEntry
+from storage.tables import DecisionRow, ExplanationRow, JobRow, LedgerEntryRow, ModelVersionRow, OutcomeRow
+
+BATCH = 5_000
+UNREADABLE = object()  # a stored value that cannot be read as its column's type
+
+_TABLES: dict[str, Table] = {
+    "model_versions": cast(Table, ModelVersionRow.__table__),
+    "decisions": cast(Table, DecisionRow.__table__),
+    "explanations": cast(Table, ExplanationRow.__table__),
+    "outcomes": cast(Table, OutcomeRow.__table__),
+}
+_KEYS = {"model_versions": "id", "decisions": "seq", "explanations": "id", "outcomes": "decision_id"}
+_ENTRIES = cast(Table, LedgerEntryRow.__table__)
+_JOBS = cast(Table, JobRow.__table__)
+
+
+def _json(text: Any) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return UNREADABLE
+
+
+def _sqlite_time(text: Any) -> Any:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(text)).replace(tzinfo=UTC)
+    except ValueError:
+        return UNREADABLE
+
+
+def _columns(table: Table, sqlite: bool, prefix: str = "") -> tuple[list[Any], dict[str, Any]]:
+    """Selectable columns (JSON as text; SQLite timestamps as text) and a parser per column label."""
+    selected: list[Any] = []
+    parsers: dict[str, Any] = {}
+    for column in table.columns:
+        label = f"{prefix}{column.name}"
+        col: Column[Any] = column
+        if isinstance(column.type, JSON):
+            selected.append(sql_cast(col, Text).label(label))
+            parsers[label] = _json
+        elif sqlite and isinstance(getattr(column.type, "impl", None), DateTime):
+            selected.append(type_coerce(col, String).label(label))
+            parsers[label] = _sqlite_time
+        else:
+            selected.append(col.label(label))
+    return selected, parsers
+
+
+def _stream(session: Session, query: Select[Any], key: Any, parsers: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    last: Any = None
+    while True:
+        page = query if last is None else query.where(key > last)
+        rows = session.execute(page.order_by(key).limit(BATCH)).mappings().all()
+        for row in rows:
+            item = dict(row)
+            for label, parse in parsers.items():
+                item[label] = parse(item[label])
+            yield item
+        if len(rows) < BATCH:
+            return
+        last = rows[-1]["__key"]
+
+
+def iter_rows_with_entries(
+    session: Session, table_name: str, *, keys: set[Any] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every row of ``table_name`` with ``entry.canonical`` (None when no entry has its ledger_index);
+    explanation rows also carry their job's columns as ``job.<column>`` (all None when there is no job)."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    table = _TABLES[table_name]
+    columns, parsers = _columns(table, sqlite)
+    key = table.c[_KEYS[table_name]]
+    query = select(*columns, key.label("__key"), _ENTRIES.c.canonical.label("entry.canonical")).select_from(
+        table.outerjoin(_ENTRIES, _ENTRIES.c.idx == table.c.ledger_index)
+    )
+    if table_name == "explanations":
+        job_columns, job_parsers = _columns(_JOBS, sqlite, prefix="job.")
+        parsers.update(job_parsers)
+        query = query.add_columns(*job_columns).outerjoin(_JOBS, _JOBS.c.id == table.c.job_id)
+    if keys is not None:  # only these rows (the prefilter's candidates), 500 at a time
+        wanted = sorted(keys)
+        for start in range(0, len(wanted), 500):
+            page = query.where(key.in_(wanted[start : start + 500]))
+            for item in _stream(session, page, key, parsers):
+                canonical = item["entry.canonical"]
+                item["entry.canonical"] = bytes(canonical) if canonical is not None else None
+                yield item
+        return
+    for item in _stream(session, query, key, parsers):
+        canonical = item["entry.canonical"]
+        item["entry.canonical"] = bytes(canonical) if canonical is not None else None
+        yield item
+
+
+def iter_entry_heads(session: Session) -> Iterator[tuple[int, Any, Any, bytes]]:
+    """Every ledger row's (idx, entry_type, recorded_at, canonical), in index order."""
+    query = select(_ENTRIES.c.idx, _ENTRIES.c.entry_type, _ENTRIES.c.recorded_at, _ENTRIES.c.canonical)
+    last = -1
+    while True:
+        rows = session.execute(query.where(_ENTRIES.c.idx > last).order_by(_ENTRIES.c.idx).limit(BATCH * 4)).all()
+        for idx, entry_type, recorded_at, canonical in rows:
+            yield int(idx), entry_type, recorded_at, bytes(canonical) if canonical is not None else b""
+        if len(rows) < BATCH * 4:
+            return
+        last = int(rows[-1][0])
+
+
+def finished_jobs_without_explanation(session: Session) -> list[tuple[str, str]]:
+    """(job id, state) of jobs marked succeeded or failed that no explanation row records."""
+    explanations = _TABLES["explanations"]
+    recorded = exists().where(
+        and_(explanations.c.decision_id == _JOBS.c.decision_id, explanations.c.job_id == _JOBS.c.id)
+    )
+    query = select(_JOBS.c.id, _JOBS.c.state).where(_JOBS.c.state.in_(("succeeded", "failed")), ~recorded)
+    return [(str(job_id), str(state)) for job_id, state in session.execute(query.order_by(_JOBS.c.id))]
+
+
+def read_entries(session: Session, indexes: Sequence[int]) -> dict[int, StoredEntry]:
+    """The entries at ``indexes`` in one primary-key read per 500 (a search page's decisions and outcomes)."""
+    wanted = sorted(set(indexes))
+    found: dict[int, StoredEntry] = {}
+    for start in range(0, len(wanted), 500):
+        rows = session.execute(
+            select(
+                _ENTRIES.c.idx,
+                _ENTRIES.c.entry_type,
+                _ENTRIES.c.recorded_at,
+                _ENTRIES.c.canonical,
+                _ENTRIES.c.leaf_hash,
+            ).where(_ENTRIES.c.idx.in_(wanted[start : start + 500]))
+        )
+        for idx, entry_type, recorded_at, canonical, leaf in rows:
+            found[int(idx)] = StoredEntry(int(idx), entry_type, recorded_at, bytes(canonical), bytes(leaf))
+    return found
+
+
+def outcome_rows(session: Session, decision_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The outcome rows of these decisions (body, label, ledger_index, recorded_at), by decision id."""
+    outcomes = _TABLES["outcomes"]
+    found: dict[str, dict[str, Any]] = {}
+    ids = list(dict.fromkeys(decision_ids))
+    for start in range(0, len(ids), 500):
+        rows = session.execute(
+            select(
+                outcomes.c.decision_id,
+                outcomes.c.body,
+                outcomes.c.label,
+                outcomes.c.ledger_index,
+                outcomes.c.recorded_at,
+            ).where(outcomes.c.decision_id.in_(ids[start : start + 500]))
+        ).mappings()
+        for row in rows:
+            found[str(row["decision_id"])] = {k: row[k] for k in ("body", "label", "ledger_index", "recorded_at")}
+    return found
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The database as prefilter. Comparing every row in Python costs ~20 µs a decision (fetch, parse four JSON
+# columns and the entry, compare), several times the ledger check itself. So the database compares first, at
+# C speed: on SQLite rows hold canonical JSON text (storage.db's json_serializer) and json_extract returns a
+# member's text as it stands in the entry's canonical bytes, so equal facts are equal text; on PostgreSQL
+# the entry is cast to jsonb and compared with jsonb columns (numbers by value, true is not 1). The query
+# only *selects candidates*: every row it does not vouch for (rows written before canonical text, any
+# value an attacker wrote, bytes the JSON functions refuse) goes through the precise comparison in
+# audit.rowcheck, which alone decides and names the fields. tests/adversary holds the two to one answer:
+# every generated tampering must be located by `verify`, which runs this prefilter.
+
+
+class _Sql:
+    """SQL fragments reading an entry's members, per dialect; ``e`` is the joined ledger row."""
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+        self.text = "CAST(e.canonical AS TEXT)"
+
+    def join(self, index_column: str) -> str:
+        joined = f"LEFT JOIN ledger_entries e ON e.idx = {index_column}"
+        if self.sqlite:
+            return joined
+        return f"{joined} LEFT JOIN LATERAL (SELECT convert_from(e.canonical, 'UTF8')::jsonb AS j) ej ON true"
+
+    def value(self, path: str) -> str:
+        """The member at ``path`` ("payload.inputs") as JSON (SQLite: its text; PostgreSQL: jsonb)."""
+        if self.sqlite:
+            return f"json_extract({self.text}, '$.{path}')"
+        return f"(ej.j #> '{{{path.replace('.', ',')}}}')"
+
+    def scalar(self, path: str) -> str:
+        """The member at ``path`` as SQL text (NULL for JSON null)."""
+        if self.sqlite:
+            return self.value(path)
+        return f"(ej.j #>> '{{{path.replace('.', ',')}}}')"
+
+    def is_null(self, path: str) -> str:
+        if self.sqlite:
+            return f"json_type({self.text}, '$.{path}') = 'null'"
+        return f"jsonb_typeof({self.value(path)}) = 'null'"
+
+    def same(self, column: str, expression: str) -> str:
+        return f"{column} IS {expression}" if self.sqlite else f"{column} IS NOT DISTINCT FROM {expression}"
+
+    def json_column(self, column: str, path: str) -> str:
+        """A JSON column against the member at ``path`` (JSON null matches SQL NULL or JSON null)."""
+        if self.sqlite:
+            return (
+                f"(CASE WHEN {self.is_null(path)} THEN ({column} IS NULL OR {column} = 'null') "
+                f"ELSE {column} = {self.value(path)} END)"
+            )
+        return (
+            f"(CASE WHEN {self.is_null(path)} THEN ({column} IS NULL OR {column} = 'null'::jsonb) "
+            f"ELSE {column} = {self.value(path)} END)"
+        )
+
+    def stamp(self, column: str, path: str) -> str:
+        if self.sqlite:
+            return f"(replace({column}, ' ', 'T') || 'Z') = {self.scalar(path)}"
+        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') = {self.scalar(path)}"
+
+    def index(self, column: str) -> str:
+        if self.sqlite:
+            return f"json_extract({self.text}, '$.index') = {column}"
+        return f"(ej.j -> 'index') = to_jsonb({column})"
+
+    def vouched(self, conditions: list[str]) -> str:
+        body = " AND ".join(conditions)
+        if self.sqlite:
+            return f"COALESCE(CASE WHEN json_valid({self.text}) THEN ({body}) END, 0)"
+        return f"COALESCE(({body}), false)"
+
+
+def decision_candidates(session: Session, model_refs: dict[int, str]) -> set[int] | None:
+    """Seqs of decision rows the database cannot vouch for, or None when it could not compare."""
+    q = _Sql(session.get_bind().dialect.name)
+    refs = " OR ".join(
+        f"(d.model_version_id = {int(i)} AND {q.scalar('payload.model')} = :ref{n})" for n, i in enumerate(model_refs)
+    )
+    conditions = [
+        q.index("d.ledger_index"),
+        f"{q.scalar('type')} = 'decision.recorded'",
+        f"d.decision_id = {q.scalar('payload.decision_id')}",
+        f"d.model_ref = {q.scalar('payload.model')}",
+        f"d.inputs = {q.value('payload.inputs')}",
+        f"d.output = {q.value('payload.output')}",
+        q.json_column("d.client_output", "payload.client_output"),
+        f"d.output_mismatch = (NOT ({q.is_null('payload.output_mismatch')}))",
+        q.same("d.subject_ref", q.scalar("payload.subject_ref")),
+        q.stamp("d.occurred_at", "payload.occurred_at"),
+        q.stamp("d.recorded_at", "recorded_at"),
+        f"d.context = {q.value('payload.context')}",
+        f"d.body_sha256 = {q.scalar('payload.body_sha256')}",
+        f"({refs or '1 = 0'})",
+    ]
+    query = f"SELECT d.seq FROM decisions d {q.join('d.ledger_index')} WHERE NOT {q.vouched(conditions)}"
+    params = {f"ref{n}": ref for n, ref in enumerate(model_refs.values())}
+    return _candidates(session, query, params)
+
+
+def explanation_candidates(session: Session) -> set[str] | None:
+    """Ids of explanation rows (with their jobs) the database cannot vouch for, or None."""
+    q = _Sql(session.get_bind().dialect.name)
+    error = f"substr(COALESCE({q.scalar('payload.error')}, ''), 1, 4000)"
+    job = (
+        "(x.job_id IS NULL OR (j.id IS NOT NULL AND j.state = x.status AND j.decision_id = x.decision_id "
+        f"AND j.method = x.method AND j.params_hash = x.params_hash "
+        f"AND j.params = {q.value('payload.requested_params')} "
+        f"AND {q.same('j.target', q.scalar('payload.requested_target'))} "
+        "AND (CASE WHEN x.status = 'succeeded' THEN j.explanation_id = x.id "
+        f"ELSE {q.same('j.error', error)} END)))"
+    )
+    conditions = [
+        q.index("x.ledger_index"),
+        f"{q.scalar('type')} = (CASE x.status WHEN 'succeeded' THEN 'explanation.recorded' "
+        "WHEN 'failed' THEN 'explanation.failed' END)",
+        f"x.id = {q.scalar('payload.explanation_id')}",
+        f"x.decision_id = {q.scalar('payload.decision_id')}",
+        f"x.method = {q.scalar('payload.method')}",
+        f"x.params_hash = {q.scalar('payload.params_hash')}",
+        q.same("x.job_id", q.scalar("payload.job_id")),
+        f"x.body = {q.value('payload')}",
+        q.stamp("x.created_at", "recorded_at"),
+        job,
+    ]
+    query = (
+        f"SELECT x.id FROM explanations x {q.join('x.ledger_index')} "
+        f"LEFT JOIN jobs j ON j.id = x.job_id WHERE NOT {q.vouched(conditions)}"
+    )
+    return _candidates(session, query, {})
+
+
+def _candidates(session: Session, query: str, params: dict[str, Any]) -> set[Any] | None:
+    try:
+        with session.begin_nested():
+            return {key for (key,) in session.execute(text(query), params)}
+    except SQLAlchemyError:
+        return None  # bytes the JSON functions refuse: compare every row in Python instead
+
+
+def iter_claims(session: Session, table_name: str, key_column: str) -> Iterator[tuple[Any, Any]]:
+    """(``key_column``, ledger_index) of every row of ``table_name``."""
+    table = _TABLES[table_name]
+    key = table.c[key_column]
+    yield from session.execute(select(key, table.c.ledger_index)).tuples()
+
+
+def entry_column_candidates(session: Session) -> set[int] | None:
+    """Indexes of ledger rows whose entry_type/recorded_at columns the database cannot vouch for, comparing
+    them with the tail of the entry's bytes (RFC 8785 puts those members last); None when unavailable."""
+    suffix = '\',"recorded_at":"\' || recorded_at || \'","type":"\' || entry_type || \'"}\''
+    if session.get_bind().dialect.name == "sqlite":
+        tail = f"substr(CAST(canonical AS TEXT), -length({suffix}))"
+    else:
+        tail = f"right(convert_from(canonical, 'UTF8'), length({suffix}))"
+    query = f"SELECT idx FROM ledger_entries WHERE NOT COALESCE({tail} = {suffix}, false)"
+    return _candidates(session, query, {})
+
+
+def iter_typed_entries(session: Session, types: Sequence[str]) -> Iterator[tuple[int, str]]:
+    """(idx, entry_type column) of the entries whose type column is one of ``types``."""
+    query = select(_ENTRIES.c.idx, _ENTRIES.c.entry_type).where(_ENTRIES.c.entry_type.in_(list(types)))
+    for idx, entry_type in session.execute(query):
+        yield int(idx), str(entry_type)
+
+
+def read_head(session: Session, index: int) -> tuple[int, Any, Any, bytes] | None:
+    """One ledger row's (idx, entry_type, recorded_at, canonical)."""
+    row = session.execute(
+        select(_ENTRIES.c.idx, _ENTRIES.c.entry_type, _ENTRIES.c.recorded_at, _ENTRIES.c.canonical).where(
+            _ENTRIES.c.idx == index
+        )
+    ).first()
+    if row is None:
+        return None
+    return int(row[0]), row[1], row[2], bytes(row[3]) if row[3] is not None else b""
