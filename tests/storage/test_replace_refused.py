@@ -23,12 +23,14 @@ ROWS = {
     "ledger_nodes": ({"level": 1, "idx": 0}, "hash", b"\xff" * 32),
     "ledger_checkpoints": ({"tree_size": 4}, "note", "forged note"),
     "signing_keys": ({"key_id": "abcd1234"}, "public_key", b"\xee" * 32),
+    "witness_cosignatures": ({"id": 1}, "line", "forged cosignature line"),
 }
 OTHER = {  # the remaining NOT NULL columns of a full row
     "ledger_entries": {"entry_type": "t", "recorded_at": "2026-03-03T12:00:00.000000Z", "leaf_hash": b"\x00" * 32},
     "ledger_nodes": {},
     "ledger_checkpoints": {"root_hash": b"r" * 32, "key_id": "abcd1234", "published_at": "2026-03-03T12:00:00Z"},
     "signing_keys": {"name": "origin", "created_at": "2026-03-03T12:00:00.000000Z"},
+    "witness_cosignatures": {"tree_size": 4, "witness_key": "w", "cosigned_at": 1, "received_at": "2026-03-03"},
 }
 
 
@@ -76,6 +78,9 @@ def seed(db: Database) -> None:
         Ledger(clock=lambda: NOW).append(uow.ledger, [EntryDraft("t", {"i": i}) for i in range(4)])
         uow.ledger.add_key(StoredKey("abcd1234", "origin", b"k" * 32, "2026-03-03T12:00:00.000000Z"))
         uow.ledger.append_checkpoint(StoredCheckpoint(4, b"r" * 32, "note", "abcd1234", "2026-03-03T12:00:00Z"))
+    with db.engine.begin() as conn:
+        statement, values = _insert("INSERT INTO", "witness_cosignatures")
+        conn.execute(text(statement), {**values, "line": "cosignature line"})
 
 
 def snapshot(db: Database) -> dict[str, list[tuple[object, ...]]]:

@@ -1,7 +1,7 @@
 """Witness cosignatures of published checkpoints (C2SP tlog-cosignature), append-only like the ledger.
 
 Revision ID: 0003_witness
-Revises: 0001
+Revises: 0002_trust
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_witness"
-down_revision = "0001"
+down_revision = "0002_trust"
 branch_labels = None
 depends_on = None
 
@@ -48,6 +48,12 @@ def upgrade() -> None:
                 f"CREATE TRIGGER {TABLE}_no_{action.lower()} BEFORE {action} ON {TABLE} "
                 f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}: {action} on {TABLE} refused'); END"
             )
+        # REPLACE deletes a conflicting row without firing DELETE triggers (see 0002_trust)
+        op.execute(
+            f"CREATE TRIGGER {TABLE}_no_replace BEFORE INSERT ON {TABLE} WHEN EXISTS (SELECT 1 FROM {TABLE} "
+            "WHERE id = NEW.id OR (tree_size = NEW.tree_size AND witness_key = NEW.witness_key)) "
+            f"BEGIN SELECT RAISE(ABORT, '{MESSAGE}: replacing a row of {TABLE} refused'); END"
+        )
 
 
 def downgrade() -> None:
