@@ -107,14 +107,22 @@ def iter_rows_with_entries(
         for start in range(0, len(wanted), 500):
             page = query.where(key.in_(wanted[start : start + 500]))
             for item in _stream(session, page, key, parsers):
-                canonical = item["entry.canonical"]
-                item["entry.canonical"] = bytes(canonical) if canonical is not None else None
+                item["entry.canonical"] = _blob(item["entry.canonical"])
                 yield item
         return
     for item in _stream(session, query, key, parsers):
-        canonical = item["entry.canonical"]
-        item["entry.canonical"] = bytes(canonical) if canonical is not None else None
+        item["entry.canonical"] = _blob(item["entry.canonical"])
         yield item
+
+
+def _blob(value: Any) -> bytes | None:
+    """Entry bytes as stored; a tampered column may hold text (the ledger check names that corruption),
+    which is compared by its UTF-8 bytes here rather than failing the scan."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    return bytes(value)
 
 
 def iter_entry_heads(session: Session) -> Iterator[tuple[int, Any, Any, bytes]]:
@@ -124,7 +132,7 @@ def iter_entry_heads(session: Session) -> Iterator[tuple[int, Any, Any, bytes]]:
     while True:
         rows = session.execute(query.where(_ENTRIES.c.idx > last).order_by(_ENTRIES.c.idx).limit(BATCH * 4)).all()
         for idx, entry_type, recorded_at, canonical in rows:
-            yield int(idx), entry_type, recorded_at, bytes(canonical) if canonical is not None else b""
+            yield int(idx), entry_type, recorded_at, _blob(canonical) or b""
         if len(rows) < BATCH * 4:
             return
         last = int(rows[-1][0])
@@ -155,7 +163,9 @@ def read_entries(session: Session, indexes: Sequence[int]) -> dict[int, StoredEn
             ).where(_ENTRIES.c.idx.in_(wanted[start : start + 500]))
         )
         for idx, entry_type, recorded_at, canonical, leaf in rows:
-            found[int(idx)] = StoredEntry(int(idx), entry_type, recorded_at, bytes(canonical), bytes(leaf))
+            found[int(idx)] = StoredEntry(
+                int(idx), entry_type, recorded_at, _blob(canonical) or b"", _blob(leaf) or b""
+            )
     return found
 
 

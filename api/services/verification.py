@@ -47,21 +47,20 @@ def verify_whole_ledger(
             print(f"  {key.text}")
         for text in report.trusted_keys[len(trusted) :]:
             print(f"  {text}  (introduced by a key rotation entry)")
+    if not report.ok:  # the ledger's own failure first: rows are only an index of it
+        failure = report.failure
+        assert failure is not None
+        where = f"{failure.table} at {failure.position}" if failure.position >= 0 else failure.table
+        print(f"FAILED ({where}): {failure.message}", file=sys.stderr)
     print_row_failures(row_count, row_failures)
-    if report.ok and row_count:
+    if not report.ok or row_count:
         return 1
-    if report.ok:
-        rate = report.entries_checked / seconds if seconds > 0 else float("inf")
-        print(
-            f"OK: {report.entries_checked} entries and {report.checkpoints_checked} checkpoints verify; "
-            f"root {report.root_hex or '(empty ledger)'} ({rate:,.0f} entries/s)"
-        )
-        return 0
-    failure = report.failure
-    assert failure is not None
-    where = f"{failure.table} at {failure.position}" if failure.position >= 0 else failure.table
-    print(f"FAILED ({where}): {failure.message}", file=sys.stderr)
-    return 1
+    rate = report.entries_checked / seconds if seconds > 0 else float("inf")
+    print(
+        f"OK: {report.entries_checked} entries and {report.checkpoints_checked} checkpoints verify; "
+        f"root {report.root_hex or '(empty ledger)'} ({rate:,.0f} entries/s)"
+    )
+    return 0
 
 
 def verify_bundle_file(path: Path, *, quiet: bool = False, anchors: Sequence[VerifierKey] | None = None) -> int:
