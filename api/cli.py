@@ -76,15 +76,28 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from api.services.verification import verify_bundle_file, verify_whole_ledger
+    from api.services.verification import verify_whole_ledger
 
     if args.bundle:
-        return verify_bundle_file(Path(args.bundle), quiet=args.quiet)
+        return _verify_bundle(args)
     services = _services(settings)
     try:
         return verify_whole_ledger(services, quiet=args.quiet)
     finally:
         services.close()
+
+
+def _verify_bundle(args: argparse.Namespace) -> int:
+    """`verify --bundle`: the checks of verify.py (one core), against keys pinned with --key/--key-file."""
+    from audit.bundle.core import core
+    from audit.bundle.reader import read_key_files, run
+
+    try:
+        keys = [*(args.key or []), *read_key_files(args.key_file or [])]
+    except core().Usage as exc:
+        print(f"rationale: {exc}", file=sys.stderr)
+        return 2
+    return run(Path(args.bundle), keys=keys, quiet=args.quiet)
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -251,8 +264,13 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         services.close()
     shutil.copyfile(record.bundle_path, args.out)
     print(
-        f"{args.out}: {record.decisions} decisions, {record.entries} entries, sha256 {record.bundle_sha256}; "
-        f"export recorded at ledger index {record.ledger_index}"
+        f"{args.out}: {record.decisions} decisions, {record.entries} entries; export committed at ledger index "
+        f"{record.ledger_index}, sealed by checkpoint {record.checkpoint_size}\n"
+        f"  bundle SHA-256     {record.bundle_sha256}\n"
+        f"  verifier key (pin) {record.verifier_key}\n"
+        f"  verify.py SHA-256  {record.verify_py_sha256}\n"
+        f"Give the regulator the verifier key and the verify.py hash by another channel than the bundle; they "
+        f"check it with: python3 -I -S verify.py --key {record.verifier_key} {Path(args.out).name}"
     )
     return 0
 
@@ -305,6 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="recompute every leaf hash and root of the ledger, or check a bundle")
     p.add_argument("--bundle", metavar="FILE", help="verify an export bundle instead of the database")
+    p.add_argument(
+        "--key",
+        action="append",
+        metavar="VKEY",
+        help="a pinned C2SP verifier key of the deployment (repeatable); a bundle checked only against keys "
+        "it carries is reported as 'signature valid, key not anchored' (exit status 3), never as verified",
+    )
+    p.add_argument("--key-file", action="append", metavar="FILE", help="pinned verifier keys, one per line")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_verify)
 

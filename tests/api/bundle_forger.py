@@ -110,7 +110,7 @@ class Forge:
         }
         if "indices" in manifest:
             manifest["indices"] = self.entry_indices()
-        self.files["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        self.files["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
 
     def reseal(
         self, *, key: Ed25519PrivateKey | None = None, name: str | None = None, keys_json: str = "replace"
@@ -145,7 +145,8 @@ class Forge:
                 for i in sorted(present)
             ]
         )
-        self.files["checkpoint.txt"] = sign_note(checkpoint_text(origin, size, root), name=name, private_key=key).encode()
+        note = sign_note(checkpoint_text(origin, size, root), name=name, private_key=key)
+        self.files["checkpoint.txt"] = note.encode()
         public = key.public_key().public_bytes_raw()
         forged = {
             "key_id": hashlib.sha256(name.encode() + b"\n\x01" + public).digest()[:4].hex(),

@@ -14,7 +14,6 @@ import io
 import json
 import subprocess
 import sys
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -382,8 +381,52 @@ def leave_out_decision(f: Forge, g: Genuine) -> None:
     rerender(f)
 
 
+def add_unlisted_entry(f: Forge, g: Genuine) -> None:
+    """An entry of the ledger the filter did not match, slipped in with a valid proof."""
+    entry = f.entry(_decision(f))
+    entry["index"] = min(set(range(10_000)) - set(f.entry_indices()))  # a gap: an entry the filter did not match
+    entry["payload"]["decision_id"] = "x-slipped-in"
+    f.set_entry(entry)
+
+
+def _set_export(f: Forge, change: Callable[[dict[str, Any]], None]) -> None:
+    import rfc8785
+
+    export = f.export_entry()
+    assert export is not None
+    change(export["payload"])
+    f.files["export.json"] = rfc8785.dumps(export)
+
+
+def other_filter(f: Forge, g: Genuine) -> None:
+    """The export entry and manifest claim a filter the bundle's decisions do not match."""
+    _set_export(f, lambda p: p.update(filter={"subject_refs": ["s-1"]}))
+    manifest = f.json("manifest.json")
+    manifest["filter"] = {"subject_refs": ["s-1"]}
+    f.files["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+    rerender(f)
+
+
+def explanation_elsewhere(f: Forge, g: Genuine) -> None:
+    """The export entry files one decision's explanation under another decision."""
+
+    def move(p: dict[str, Any]) -> None:
+        a, b = p["decisions"][0], p["decisions"][1]
+        b["explanations"].append(a["explanations"].pop())
+
+    _set_export(f, move)
+
+
 def not_a_zip(f: Forge, g: Genuine) -> None:
     f.raw = b"PK\x05\x06" + b"\x00" * 18 + b"not really"
+
+
+def then(*changes: Callable[[Forge, Genuine], Any]) -> Tamper:
+    def run(f: Forge, g: Genuine) -> None:
+        for change in changes:
+            change(f, g)
+
+    return run
 
 
 TAMPERS: dict[str, tuple[Tamper, bool]] = {  # name: (change, re-hash the manifest afterwards)
@@ -391,14 +434,17 @@ TAMPERS: dict[str, tuple[Tamper, bool]] = {  # name: (change, re-hash the manife
     "re-signed by a fresh key, key appended to keys.json": (lambda f, g: f.reseal(keys_json="append"), False),
     "re-signed by a fresh key under another name": (lambda f, g: f.reseal(name="forger.example/log"), False),
     "full forgery: an output flipped, new tree, proofs, checkpoint": (
-        lambda f, g: (flip_output(f, g), f.reseal()) and None,
+        then(flip_output, lambda f, g: f.reseal()),
         False,
     ),
     "explanation removed with its file, proof line and JSONL record": (remove_explanation, True),
-    "explanation removed, then a full forgery": (lambda f, g: (remove_explanation(f, g), f.reseal()) and None, False),
+    "explanation removed, then a full forgery": (
+        then(remove_explanation, lambda f, g: rerender(f), lambda f, g: f.reseal()),
+        False,
+    ),
     "decision removed with its explanations and outcome": (remove_decision, True),
     "decision removed, then a full forgery": (
-        lambda f, g: (remove_decision(f, g), rerender(f), f.reseal()) and None,
+        then(remove_decision, lambda f, g: rerender(f), lambda f, g: f.reseal()),
         False,
     ),
     "entry added with a duplicated proof line": (add_entry_dup_proof, False),
@@ -448,6 +494,9 @@ TAMPERS: dict[str, tuple[Tamper, bool]] = {  # name: (change, re-hash the manife
     "insider: report.pdf edited and sealed": (insider(pdf_edit), False),
     "insider: model card edited and sealed": (insider(card_edit), False),
     "insider: a matched decision left out and sealed": (insider(leave_out_decision), False),
+    "insider: an entry the filter did not match added and sealed": (insider(add_unlisted_entry), False),
+    "insider: a filter the decisions do not match, sealed": (insider(other_filter), False),
+    "insider: an explanation listed under another decision, sealed": (insider(explanation_elsewhere), False),
 }
 
 
