@@ -209,3 +209,27 @@ def test_named_decisions_are_selected_with_the_other_filters(client, services, r
     assert _select(services, ExportFilter(decision_ids=named)) == ["n-0", "n-3", "n-5"]  # storage order, once
     assert _select(services, ExportFilter(decision_ids=named, subject_refs=["s-1"])) == ["n-3", "n-5"]
     assert _select(services, ExportFilter(decision_ids=named, model="other")) == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_stdlib_parquet_and_pdf_views_are_read_by_other_tools(bundle, tmp_path):
+    """The views verify.py writes without any library are valid Parquet (pyarrow) and PDF (poppler)."""
+    import pyarrow.parquet as pq
+
+    records = [json.loads(line) for line in _read(bundle, "data/decisions.jsonl").splitlines()]
+    table = pq.read_table(io.BytesIO(_read(bundle, "data/decisions.parquet"))).to_pylist()
+    assert [r["decision_id"] for r in table] == [r["decision_id"] for r in records] == ["x-0", "x-2"]
+    for row, record in zip(table, records, strict=True):
+        assert row["ledger_index"] == record["ledger_index"]
+        assert json.loads(row["inputs"]) == record["payload"]["inputs"]
+        assert row["label"] == record["payload"]["output"]["label"] and row["value"] is None
+    assert json.loads(table[0]["outcome"])["label"] == "declined" and table[1]["outcome"] is None
+    if shutil.which("pdftotext") is None:
+        if os.environ.get("CI"):
+            pytest.fail("pdftotext (poppler-utils) is missing")
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(_read(bundle, "report/report.pdf"))
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Decision x-0" in text and "Decision x-2" in text and "Decision x-1" not in text
+    assert "verify.py --key" in text
