@@ -141,12 +141,14 @@ def create_export(
             return entry.document()
 
         with services.db.unit_of_work(write=False) as uow:
-            model_indices: set[int] = set()
+            model_index: dict[int, int] = {}  # model version id -> its model.registered entry
             for start in range(0, len(decision_ids), CHUNK):  # the models first: the report opens with them
-                for decision in uow.decisions.get_many(decision_ids[start : start + CHUNK]):
-                    found = uow.models.get_by_id(decision.model_version_id)
-                    assert found is not None
-                    model_indices.add(found.ledger_index)
+                for selected in uow.decisions.get_many(decision_ids[start : start + CHUNK]):
+                    if selected.model_version_id not in model_index:
+                        found = uow.models.get_by_id(selected.model_version_id)
+                        assert found is not None
+                        model_index[selected.model_version_id] = found.ledger_index
+            model_indices = set(model_index.values())
             models = [add_entry(uow.ledger.read(i)) for i in sorted(model_indices)]
             header = view.header_of(
                 {

@@ -867,7 +867,7 @@ def _result(explanations, kind, method=None):
 def decision_page(decision, explanations, outcomes, models):
     """Everything the HTML and PDF show for one decision, derived from its entries."""
     payload = decision["payload"]
-    manifest = {}
+    manifest = {}  # type: dict
     for m in models:
         if m["payload"].get("model") == payload.get("model"):
             manifest = m["payload"].get("manifest") or {}
@@ -1083,7 +1083,7 @@ class _PdfPages:
 
     def __init__(self):
         self.pages = []
-        self.ops = None
+        self.ops = []  # type: list
         self.y = 0
 
     def new_page(self):
@@ -1092,7 +1092,7 @@ class _PdfPages:
         self.y = self.H - self.M
 
     def room(self, height):
-        if self.ops is None or self.y - height < self.M:
+        if not self.pages or self.y - height < self.M:
             self.new_page()
 
     def text(self, text, font=b"F1", size=10, width=95):
