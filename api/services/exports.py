@@ -201,6 +201,9 @@ def create_export(
             writer.add(view.card_name(model["payload"]["model"]), view.render_card(model))
         for name in ASSETS:
             writer.add(name, asset(name))
+        with services.db.unit_of_work(write=False) as uow:  # published keys and the keyring's (the signer)
+            published = {k.key_id: k for k in [*uow.ledger.keys(), *services.keyring.all_public()]}
+        writer.add("keys.json", _keys_json(list(published.values())))
         commitment = ExportCreated(
             export_id=export_id,
             requested_by=requested_by,
@@ -226,7 +229,7 @@ def create_export(
         leaves[entry.index] = entry.leaf_hash
         proofs = work / "proofs.jsonl"
         with services.db.unit_of_work(write=False) as uow:
-            keys = uow.ledger.keys()
+            keys = uow.ledger.keys()  # a key rotated in since keys.json was written signs the checkpoint
             prove = services.ledger.inclusion_prover(uow.ledger, tree_size=checkpoint.tree_size)
             with open(proofs, "wb") as out:
                 for index in [*commitment.indices, entry.index]:
@@ -238,7 +241,6 @@ def create_export(
             export_entry=entry.canonical,
             proofs=proofs,
             checkpoint=checkpoint.note,
-            keys=_keys_json(keys),
         )
     except BaseException:
         writer.abort()

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit.merkle import inclusion_path, leaf_hash, root_from_leaves
 from audit.note import checkpoint_text, sign_note, verifier_key
 
-SEALING = ("manifest.json", "export.json", "proofs.jsonl", "checkpoint.txt", "keys.json")
+SEALING = ("manifest.json", "export.json", "proofs.jsonl", "checkpoint.txt")
 
 
 @dataclass
@@ -119,15 +119,27 @@ class Forge:
         bundle's entries (the leaves it does not hold are filler), new proofs, a checkpoint signed by ``key``
         (a fresh one by default), and keys.json replaced by (or appended with) that key."""
         key = key or Ed25519PrivateKey.generate()
+        note = self.files["checkpoint.txt"].decode()
+        origin, size_text = note.split("\n")[:2]
+        size = int(size_text)
+        name = name or note.split("\n\n")[1].split(" ")[1]
+        public = key.public_key().public_bytes_raw()
+        forged = {
+            "key_id": hashlib.sha256(name.encode() + b"\n\x01" + public).digest()[:4].hex(),
+            "name": name,
+            "algorithm": "ed25519",
+            "public_key": base64.b64encode(public).decode(),
+            "verifier_key": verifier_key(name, public),
+        }
+        if keys_json != "keep":
+            keys = self.json("keys.json")
+            keys["keys"] = [*keys["keys"], forged] if keys_json == "append" else [forged]
+            self.files["keys.json"] = json.dumps(keys, indent=2).encode()
         self.rehash()
         export = self.export_entry()
         if export is not None:
             export["payload"]["manifest_sha256"] = hashlib.sha256(self.files["manifest.json"]).hexdigest()
             self.files["export.json"] = rfc8785.dumps(export)
-        note = self.files["checkpoint.txt"].decode()
-        origin, size_text = note.split("\n")[:2]
-        size = int(size_text)
-        name = name or note.split("\n\n")[1].split(" ")[1]
         leaves = [hashlib.sha256(os.urandom(8)).digest() for _ in range(size)]
         present = {i: self.files[f"entries/{i}.json"] for i in self.entry_indices()}
         if export is not None:
@@ -147,18 +159,6 @@ class Forge:
         )
         note = sign_note(checkpoint_text(origin, size, root), name=name, private_key=key)
         self.files["checkpoint.txt"] = note.encode()
-        public = key.public_key().public_bytes_raw()
-        forged = {
-            "key_id": hashlib.sha256(name.encode() + b"\n\x01" + public).digest()[:4].hex(),
-            "name": name,
-            "algorithm": "ed25519",
-            "public_key": base64.b64encode(public).decode(),
-            "verifier_key": verifier_key(name, public),
-        }
-        if keys_json != "keep":
-            keys = self.json("keys.json")
-            keys["keys"] = [*keys["keys"], forged] if keys_json == "append" else [forged]
-            self.files["keys.json"] = json.dumps(keys, indent=2).encode()
         self.rehash()  # the sealing members too, where a manifest lists them
         return key
 

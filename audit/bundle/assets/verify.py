@@ -30,6 +30,7 @@ import re
 import struct
 import sys
 import zipfile
+import zlib
 
 FORMAT = "rationale-bundle/2"
 EXPORT_TYPE = "export.created"
@@ -261,7 +262,7 @@ def _is_int(value):
 
 
 # --- The archive ---------------------------------------------------------------------------------------
-SEALING = ("manifest.json", "export.json", "proofs.jsonl", "checkpoint.txt", "keys.json")
+SEALING = ("manifest.json", "export.json", "proofs.jsonl", "checkpoint.txt")
 VIEWS = (
     "data/decisions.jsonl",
     "data/explanations.jsonl",
@@ -270,10 +271,11 @@ VIEWS = (
     "report/report.pdf",
 )
 ASSETS = ("verify.py", "FORMAT.md")
+KEYS = "keys.json"  # the deployment's public keys at export time: bound by the manifest, never a trust anchor
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _LAYOUT = re.compile(
     r"(?:%s)\Z|entries/(?:0|[1-9][0-9]{0,18})\.json\Z|models/%s@%s\.json\Z"
-    % ("|".join(re.escape(n) for n in SEALING + VIEWS + ASSETS), _NAME, _NAME)
+    % ("|".join(re.escape(n) for n in SEALING + VIEWS + ASSETS + (KEYS,)), _NAME, _NAME)
 )
 
 
@@ -295,7 +297,7 @@ class Archive:
         self.path = path
         try:
             self.zip = zipfile.ZipFile(path)
-        except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        except (OSError, zipfile.BadZipFile, ValueError, EOFError, struct.error) as exc:
             raise Failed("not a readable ZIP archive (%s)" % exc) from None
         try:
             self._check()
@@ -392,7 +394,15 @@ class Archive:
             raise Failed("%s is missing" % name)
         try:
             return self.zip.read(name)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as exc:
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            OSError,
+            EOFError,
+            ValueError,
+            RuntimeError,
+            NotImplementedError,
+        ) as exc:
             raise Failed("member %s cannot be read (%s)" % (name, exc)) from None
 
     def close(self):
@@ -519,7 +529,7 @@ def check_members(archive, manifest, roles):
             "the bundle's entries are not what the export entry says the filter matched%s"
             % (" (entries %s left out)" % missing[:5] if missing else "")
         )
-    expected = set(VIEWS + ASSETS) | {"entries/%d.json" % i for i in roles}
+    expected = set(VIEWS + ASSETS + (KEYS,)) | {"entries/%d.json" % i for i in roles}
     listed = set(manifest["files"])
     models = {n for n in listed if n.startswith("models/")}
     if listed - models != expected:
@@ -556,19 +566,21 @@ def check_proofs(archive, manifest, export_index, export_bytes, contents, size, 
             "missing, extra or out of order)"
         )
     entries = {}
-    for item in items:
-        index = item["index"]
+    for number, item in enumerate(items):
+        line, index = lines[number], item["index"]
         if set(item) != {"index", "leaf_hash", "proof"} or not isinstance(item["proof"], list):
             raise Failed("proofs.jsonl line for entry %d is malformed" % index)
+        canonical = {"index": index, "leaf_hash": item["leaf_hash"], "proof": item["proof"]}
+        if line != json.dumps(canonical, separators=(",", ":")).encode():
+            raise Failed("proofs.jsonl line for entry %d is not in its one compact form" % index)
         data = export_bytes if index == export_index else contents["entries/%d.json" % index]
         leaf = leaf_hash(data)
         if leaf.hex() != item["leaf_hash"]:
             raise Failed("entry %d: bytes do not hash to the listed leaf hash" % index)
-        try:
-            proof = [bytes.fromhex(h) for h in item["proof"]]
-        except (TypeError, ValueError):
-            raise Failed("entry %d: proof is not hex" % index) from None
-        if any(len(h) != 32 for h in proof) or not inclusion_ok(leaf, index, size, proof, root):
+        if not all(isinstance(h, str) and re.fullmatch("[0-9a-f]{64}", h) for h in item["proof"]):
+            raise Failed("entry %d: proof is not a list of lowercase hex SHA-256 hashes" % index)
+        proof = [bytes.fromhex(h) for h in item["proof"]]
+        if not inclusion_ok(leaf, index, size, proof, root):
             raise Failed("entry %d: inclusion proof does not lead to the checkpoint root" % index)
         if index != export_index:
             entries[index] = parse_entry(data, index, "entries/%d.json" % index)
@@ -676,11 +688,11 @@ def verify(path, keys=(), out=print):
     except Failed as failure:
         out("FAILED  %s" % failure)
         return EXIT_FAILED
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        out("FAILED  the bundle is malformed (%s: %s)" % (type(exc).__name__, exc))
-        return EXIT_FAILED
     except RecursionError:
         out("FAILED  the bundle is malformed (nested too deeply)")
+        return EXIT_FAILED
+    except Exception as exc:  # fail closed: whatever a bundle holds, the answer is never a traceback
+        out("FAILED  the bundle is malformed (%s: %s)" % (type(exc).__name__, exc))
         return EXIT_FAILED
     finally:
         if archive is not None:
