@@ -369,11 +369,9 @@ class Archive:
                 raise Failed("the archive does not end with its end-of-central-directory record")
             cd_size, cd_offset = struct.unpack("<II", record[12:20])
             tail = size - 22
-            if cd_offset == 0xFFFFFFFF or cd_size == 0xFFFFFFFF:  # ZIP64 end record and locator precede it
-                handle.seek(tail - 20)
-                locator = handle.read(20)
-                if locator[:4] != b"PK\x06\x07":
-                    raise Failed("the archive's ZIP64 end locator is missing")
+            handle.seek(max(0, tail - 20))
+            locator = handle.read(20)
+            if locator[:4] == b"PK\x06\x07":  # ZIP64: its end record and locator precede the end record
                 (record_at,) = struct.unpack("<Q", locator[8:16])
                 handle.seek(record_at)
                 record64 = handle.read(56)
