@@ -112,9 +112,3 @@ class BundleWriter:
     def abort(self) -> None:
         self.zip.close()
         self.path.unlink(missing_ok=True)
-
-
-def asset(name: str) -> bytes:
-    from audit.bundle.core import asset as read
-
-    return read(name)
