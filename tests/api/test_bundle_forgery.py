@@ -227,6 +227,21 @@ def change_checkpoint_size(f: Forge, g: Genuine) -> None:
     f.rehash()
 
 
+def respell_signature(f: Forge, g: Genuine) -> None:
+    """The same signature bytes in another base64 spelling (an unused low bit of the last digit set)."""
+    import base64 as b64
+
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    note = f.files["checkpoint.txt"]
+    _, _, line = note.rstrip(b"\n").rpartition(b"\n")
+    blob = line.rsplit(b" ", 1)[1]
+    assert blob.endswith(b"=") and not blob.endswith(b"==")
+    last = alphabet.index(blob[-2:-1])
+    respelled = blob[:-2] + alphabet[last | 1 : (last | 1) + 1] + b"="
+    assert respelled != blob and b64.b64decode(respelled) == b64.b64decode(blob)
+    f.files["checkpoint.txt"] = note.replace(blob, respelled)
+
+
 def other_key_signs(f: Forge, g: Genuine) -> None:
     f.reseal(keys_json="keep")
 
@@ -458,6 +473,7 @@ TAMPERS: dict[str, tuple[Tamper, bool]] = {  # name: (change, re-hash the manife
     "proofs swapped": (swap_proofs, False),
     "checkpoint tree size changed": (change_checkpoint_size, False),
     "checkpoint signed by another key, keys.json untouched": (other_key_signs, False),
+    "checkpoint signature re-spelled in base64": (respell_signature, False),
     "JSONL payload edited": (jsonl_payload, True),
     "JSONL ledger_index edited": (jsonl_index, True),
     "JSONL record dropped": (jsonl_drop, True),

@@ -214,6 +214,8 @@ def open_checkpoint(note, keys):
             raw = base64.b64decode(blob, validate=True)
         except ValueError:
             raise Failed("checkpoint.txt has a signature that is not base64") from None
+        if base64.b64encode(raw).decode() != blob:
+            raise Failed("checkpoint.txt has a signature in a non-canonical base64 spelling")
         public = known.get((name, raw[:4])) if len(raw) == 68 else None
         if public is None:
             continue  # a signature by a key not given is ignored (C2SP signed-note)
