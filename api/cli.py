@@ -80,17 +80,24 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from api.services.verification import verify_bundle_file, verify_whole_ledger
+    from api.services.verification import verify_whole_ledger
+    from audit.bundle.core import core
+    from audit.bundle.reader import read_key_files
 
-    anchors = _verifier_keys(args.key or [])
-    if anchors is None:
+    try:
+        texts = [*(args.key or []), *read_key_files(args.key_file or [])]
+    except core().Usage as exc:
+        print(f"rationale: {exc}", file=sys.stderr)
         return 2
     if args.bundle:
         if args.witness_key or args.quorum:
             print(
                 "note: bundles carry no cosignatures yet; --witness-key/--quorum apply to the ledger", file=sys.stderr
             )
-        return verify_bundle_file(Path(args.bundle), quiet=args.quiet, anchors=anchors or None)
+        return _verify_bundle(Path(args.bundle), texts or [k.text for k in settings.trust_anchors], quiet=args.quiet)
+    anchors = _verifier_keys(texts)
+    if anchors is None:
+        return 2
     services = _services(settings)
     try:
         status = verify_whole_ledger(services, quiet=args.quiet, anchors=anchors or None)
@@ -115,6 +122,14 @@ def _verifier_keys(texts: Sequence[str]) -> list[VerifierKey] | None:
             print(f"rationale: --key: {exc}", file=sys.stderr)
             return None
     return keys
+
+
+def _verify_bundle(path: Path, keys: list[str], *, quiet: bool) -> int:
+    """`verify --bundle`: the checks of verify.py (one core), against keys pinned with --key/--key-file (or
+    RATIONALE_TRUSTED_KEYS); the keys a bundle carries are data to check, never the anchor."""
+    from audit.bundle.reader import run
+
+    return run(path, keys=keys, quiet=quiet)
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -288,8 +303,13 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         services.close()
     shutil.copyfile(record.bundle_path, args.out)
     print(
-        f"{args.out}: {record.decisions} decisions, {record.entries} entries, sha256 {record.bundle_sha256}; "
-        f"export recorded at ledger index {record.ledger_index}"
+        f"{args.out}: {record.decisions} decisions, {record.entries} entries; export committed at ledger index "
+        f"{record.ledger_index}, sealed by checkpoint {record.checkpoint_size}\n"
+        f"  bundle SHA-256     {record.bundle_sha256}\n"
+        f"  verifier key (pin) {record.verifier_key}\n"
+        f"  verify.py SHA-256  {record.verify_py_sha256}\n"
+        f"Give the regulator the verifier key and the verify.py hash by another channel than the bundle; they "
+        f"check it with: python3 -I -S verify.py --key {record.verifier_key} {Path(args.out).name}"
     )
     return 0
 
@@ -349,9 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--key",
         action="append",
         metavar="VKEY",
-        help="trust only this C2SP verifier key (name+hash+base64; repeatable); default: the keyring's public "
-        "keys and RATIONALE_TRUSTED_KEYS. Later keys are followed through key rotation entries",
+        help="trust only this C2SP verifier key (name+hash+base64; repeatable). Ledger: default the keyring's "
+        "public keys and RATIONALE_TRUSTED_KEYS, later keys followed through key rotation entries. Bundle: the "
+        "deployment's pinned key; a bundle checked only against keys it carries is reported as 'signature valid, "
+        "key not anchored' (exit status 3), never as verified",
     )
+    p.add_argument("--key-file", action="append", metavar="FILE", help="pinned verifier keys, one per line")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no list of trusted keys")
     p.add_argument(
         "--witness-key",

@@ -5,8 +5,8 @@
 Decisions are recorded through the service layer on SQLite (without explanations, so the run measures the
 export: selection, proofs, JSONL/Parquet, reports, zip), exported by `rationale export` in its own process
 (its wall time and peak RSS are reported: a peak that does not grow with the export is the "bounded memory"
-claim, measured), then the bundle is checked by its own verify.py in a bare Python and by
-`rationale verify --bundle`.
+claim, measured), then the bundle is checked — every view regenerated from the entries — by its own verify.py
+in a bare Python and by `rationale verify --bundle`, both with the deployment's verifier key pinned (--key).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from api.schemas import DecisionCreate
 from api.services.decisions import record_decisions
 from api.services.models import register_model
 from api.settings import Settings
+from audit.note import verifier_key
 from explain.artifacts import dump_skops
 from explain.samples import credit_spec, make_credit_frame, train_credit_pipeline
 from storage.db import Database
@@ -73,15 +74,17 @@ def main() -> None:
         env = {**os.environ, "RATIONALE_DATA_DIR": str(tmp), "RATIONALE_DATABASE_URL": settings.effective_database_url}
         command = [sys.executable, "-m", "api.cli", "export", "--out", str(bundle), "--model", "credit@1", "--quiet"]
         exported, peak_mb = _run_measured(command, env)
+        active = services.keyring.active()
+        pinned = ["--key", verifier_key(active.name, active.public_key)]  # the regulator pins the deployment's key
         script = tmp / "verify.py"
         with zipfile.ZipFile(bundle) as z:
             script.write_bytes(z.read("verify.py"))
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-I", "-S", str(script), str(bundle)], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-I", "-S", str(script), *pinned, str(bundle)], check=True, capture_output=True)
         offline = time.perf_counter() - started
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "api.cli", "verify", "--bundle", str(bundle), "--quiet"],
+            [sys.executable, "-m", "api.cli", "verify", "--bundle", str(bundle), "--quiet", *pinned],
             check=True,
             capture_output=True,
         )

@@ -1,27 +1,28 @@
-"""Regulator exports: select decisions, publish a checkpoint, write a verifiable bundle, record the export."""
+"""Regulator exports: select decisions at one tree size, write the content, commit it in an export entry, seal."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from api.container import Services
-from api.reports import MAX_PDF_DECISIONS, DecisionPage, ReportData, iter_html, render_pdf
 from api.services.checkpoints import publish_now
-from audit.bundle.writer import write_bundle
-from audit.entry import EntryDraft, format_timestamp
-from explain.reasons import reasons_for
-from explain.results import ExplanationResult
-from explain.schema import ModelSpec
+from audit.bundle.core import asset, core, verify_py_sha256
+from audit.bundle.payload import ExportCreated, MatchedDecision
+from audit.bundle.writer import ASSETS, BundleWriter
+from audit.entry import EntryDraft, StoredEntry, format_timestamp
+from audit.note import verifier_key
+from audit.port import StoredKey
 from storage.errors import NotFoundError
-from storage.records import DecisionRecord, ModelVersionRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,10 @@ class ExportRecord:
     ledger_index: int
     created_at: str
     filter: dict[str, Any] = field(default_factory=dict)
+    manifest_sha256: str = ""
+    checkpoint_size: int = 0
+    verifier_key: str = ""  # the key that signed the bundle's checkpoint: what the regulator pins
+    verify_py_sha256: str = ""  # SHA-256 of the verify.py shipped in the bundle
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -67,7 +72,13 @@ def export_dir(services: Services) -> Path:
 
 
 def _select(services: Services, flt: ExportFilter) -> list[str]:
+    return _selection(services, flt)[1]
+
+
+def _selection(services: Services, flt: ExportFilter) -> tuple[int, list[str]]:
+    """The ledger size the filter is evaluated at, and the matching decision ids in storage order."""
     with services.db.unit_of_work(write=False) as uow:
+        tree_size = uow.ledger.size()
         model_ids = None
         if flt.model:
             name, _, version = flt.model.partition("@")
@@ -91,10 +102,10 @@ def _select(services: Services, flt: ExportFilter) -> list[str]:
                         limit=1000,
                         decision_ids=wanted,
                     )
-                    found.update((d.decision_id, d.seq) for d in page)
+                    found.update((d.decision_id, d.seq) for d in page if d.ledger_index < tree_size)
                     if cursor is None:
                         break
-    return sorted(found, key=found.__getitem__)
+    return tree_size, sorted(found, key=found.__getitem__)
 
 
 def create_export(
@@ -104,104 +115,153 @@ def create_export(
     requested_by: str = "api",
     progress: Callable[[int], None] | None = None,
 ) -> ExportRecord:
-    """Build the bundle for ``flt``; the export itself becomes a ledger entry naming the bundle's hash.
+    """Build the bundle for ``flt``, committed by the ledger before it is sealed (assets/FORMAT.md).
 
-    Memory stays bounded: decisions are read in chunks and the JSONL, Parquet and HTML files are streamed
-    to disk; only the pages the PDF shows (at most MAX_PDF_DECISIONS) are held.
+    The filter is evaluated at one tree size; the content (entries, views, cards, verify.py) is written and
+    listed in manifest.json; an export.created entry commits to the manifest's hash and to what the filter
+    matched; a checkpoint covering that entry is published; the entry, the proofs, the checkpoint and the keys
+    seal the bundle. Memory stays bounded: decisions are read in chunks and the views are streamed to disk.
     """
-    decision_ids = _select(services, flt)
+    tree_size, decision_ids = _selection(services, flt)
     if not decision_ids:
         raise NotFoundError("no recorded decision matches the export filter")
-    checkpoint = publish_now(services)
-    assert checkpoint is not None
+    view = core()
     export_id = uuid.uuid4().hex
     path = export_dir(services) / f"{export_id}.zip"
     work = Path(tempfile.mkdtemp(dir=export_dir(services), prefix=f".{export_id}-"))
-    indexes: set[int] = set()
-    models: dict[int, ModelVersionRecord] = {}
-    pdf_pages: list[DecisionPage] = []
     created_at = format_timestamp(services.clock())
+    writer = BundleWriter(path)
     try:
-        with services.db.unit_of_work(write=False) as uow:
-            keys = uow.ledger.keys()
-            prove = services.ledger.inclusion_prover(uow.ledger, tree_size=checkpoint.tree_size)
-            for start in range(0, len(decision_ids), CHUNK):  # the models first: the report opens with them
-                for decision in uow.decisions.get_many(decision_ids[start : start + CHUNK]):
-                    if decision.model_version_id not in models:
-                        found = uow.models.get_by_id(decision.model_version_id)
-                        assert found is not None
-                        models[decision.model_version_id] = found
-            cards = [_card(m) for m in models.values()]
+        matched: list[MatchedDecision] = []
+        leaves: dict[int, bytes] = {}
 
-            def pages() -> Iterator[DecisionPage]:
+        def add_entry(entry: StoredEntry) -> dict[str, Any]:
+            writer.add(f"entries/{entry.index}.json", entry.canonical)
+            leaves[entry.index] = entry.leaf_hash
+            return entry.document()
+
+        with services.db.unit_of_work(write=False) as uow:
+            model_index: dict[int, int] = {}  # model version id -> its model.registered entry
+            for start in range(0, len(decision_ids), CHUNK):  # the models first: the report opens with them
+                for selected in uow.decisions.get_many(decision_ids[start : start + CHUNK]):
+                    if selected.model_version_id not in model_index:
+                        found = uow.models.get_by_id(selected.model_version_id)
+                        assert found is not None
+                        model_index[selected.model_version_id] = found.ledger_index
+            model_indices = set(model_index.values())
+            models = [add_entry(uow.ledger.read(i)) for i in sorted(model_indices)]
+            header = view.header_of(
+                {
+                    "origin": services.settings.origin,
+                    "export_id": export_id,
+                    "created_at": created_at,
+                    "filter": flt.to_dict(),
+                    "tree_size": tree_size,
+                },
+                len(decision_ids),
+            )
+            sinks = {name: open(work / name.replace("/", "_"), "wb") for name in view.VIEWS}  # noqa: SIM115
+            try:
+                views = view.Views(header, models, sinks)
                 for start in range(0, len(decision_ids), CHUNK):
                     chunk = decision_ids[start : start + CHUNK]
                     for record in sorted(uow.decisions.get_many(chunk), key=lambda r: r.seq):
-                        yield _page(uow, record, models, indexes, prove)
-
-            report = ReportData(
-                title="Rationale decision export",
-                origin=services.settings.origin,
-                created_at=created_at,
-                filter=flt.to_dict(),
-                tree_size=checkpoint.tree_size,
-                root_hex=checkpoint.root_hash.hex(),
-                key_id=checkpoint.key_id,
-                models=cards,
-                decision_count=len(decision_ids),
-            )
-            decisions_path, explanations_path, html_path = (work / n for n in ("d.jsonl", "e.jsonl", "r.html"))
-            parquet = _ParquetRows(work / "d.parquet")
-            with open(decisions_path, "wb") as dj, open(explanations_path, "wb") as ej, open(html_path, "wb") as hf:
-                html_chunks = iter_html(report, _tee(pages(), dj, ej, parquet, pdf_pages))
-                for chunk in html_chunks:
-                    hf.write(chunk)
-            parquet.close()
-            report = replace(report, pages=pdf_pages)
-            extra: dict[str, bytes | Path] = {
-                "data/decisions.jsonl": decisions_path,
-                "data/explanations.jsonl": explanations_path,
-                "data/decisions.parquet": parquet.path,
-                "report/report.html": html_path,
-                "report/report.pdf": render_pdf(report),
-            }
-            for card in cards:
-                extra[f"models/{card['model']}.json"] = json.dumps(card, indent=2, sort_keys=True).encode()
-            summary = write_bundle(
-                path,
-                entries=(uow.ledger.read(i) for i in sorted(indexes)),
-                proof_for=prove,
-                checkpoint=checkpoint,
-                keys=keys,
-                origin=services.settings.origin,
-                extra_files=extra,
-                metadata={"created_at": created_at, "filter": flt.to_dict(), "export_id": export_id},
-                progress=progress,
-            )
+                        decision = add_entry(uow.ledger.read(record.ledger_index))
+                        found_explanations = sorted(
+                            e.ledger_index
+                            for e in uow.explanations.for_decision(record.decision_id)
+                            if e.ledger_index < tree_size
+                        )
+                        explanations = [add_entry(uow.ledger.read(i)) for i in found_explanations]
+                        outcome = uow.outcomes.get(record.decision_id)
+                        outcome_indices = (
+                            [outcome["ledger_index"]] if outcome and outcome["ledger_index"] < tree_size else []
+                        )
+                        outcomes = [add_entry(uow.ledger.read(i)) for i in outcome_indices]
+                        views.add(decision, explanations, outcomes)
+                        matched.append(
+                            MatchedDecision(
+                                record.decision_id,
+                                record.ledger_index,
+                                tuple(found_explanations),
+                                tuple(outcome_indices),
+                            )
+                        )
+                        if progress is not None:
+                            progress(1 + len(explanations) + len(outcomes))
+                views.close()
+            finally:
+                for sink in sinks.values():
+                    sink.close()
+        if len(matched) != len(decision_ids):
+            raise NotFoundError("a selected decision disappeared while exporting")
+        for name in view.VIEWS:
+            writer.add(name, work / name.replace("/", "_"))
+        for model in models:
+            writer.add(view.card_name(model["payload"]["model"]), view.render_card(model))
+        for name in ASSETS:
+            writer.add(name, asset(name))
+        with services.db.unit_of_work(write=False) as uow:  # published keys and the keyring's (the signer)
+            published = {k.key_id: k for k in [*uow.ledger.keys(), *services.keyring.all_public()]}
+        writer.add("keys.json", _keys_json(list(published.values())))
+        commitment = ExportCreated(
+            export_id=export_id,
+            requested_by=requested_by,
+            filter=flt.to_dict(),
+            tree_size=tree_size,
+            manifest_sha256="0" * 64,
+            decisions=tuple(matched),
+            models=tuple(sorted(model_indices)),
+        )
+        manifest = writer.manifest(
+            export_id=export_id,
+            origin=services.settings.origin,
+            created_at=created_at,
+            flt=flt.to_dict(),
+            tree_size=tree_size,
+            indices=commitment.indices,
+        )
+        commitment = replace(commitment, manifest_sha256=hashlib.sha256(manifest).hexdigest())
+        with services.db.unit_of_work() as uow:
+            [entry] = services.ledger.append(uow.ledger, [EntryDraft(ExportCreated.TYPE, commitment.to_payload())])
+        checkpoint = publish_now(services)
+        assert checkpoint is not None and checkpoint.tree_size > entry.index
+        leaves[entry.index] = entry.leaf_hash
+        proofs = work / "proofs.jsonl"
+        with services.db.unit_of_work(write=False) as uow:
+            keys = uow.ledger.keys()  # a key rotated in since keys.json was written signs the checkpoint
+            prove = services.ledger.inclusion_prover(uow.ledger, tree_size=checkpoint.tree_size)
+            with open(proofs, "wb") as out:
+                for index in [*commitment.indices, entry.index]:
+                    line = {"index": index, "leaf_hash": leaves[index].hex(), "proof": [h.hex() for h in prove(index)]}
+                    out.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+        signer = next(k for k in keys if k.key_id == checkpoint.key_id)
+        summary = writer.seal(
+            manifest=manifest,
+            export_entry=entry.canonical,
+            proofs=proofs,
+            checkpoint=checkpoint.note,
+        )
+    except BaseException:
+        writer.abort()
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    payload = {
-        "export_id": export_id,
-        "filter": flt.to_dict(),
-        "bundle_sha256": summary.sha256,
-        "entries": summary.entries,
-        "decisions": len(decision_ids),
-        "tree_size": checkpoint.tree_size,
-        "requested_by": requested_by,
-    }
-    with services.db.unit_of_work() as uow:
-        [entry] = services.ledger.append(uow.ledger, [EntryDraft("export.created", payload)])
     export = ExportRecord(
         export_id=export_id,
         bundle_path=str(path),
         bundle_sha256=summary.sha256,
         size=summary.size,
         entries=summary.entries,
-        decisions=len(decision_ids),
-        tree_size=checkpoint.tree_size,
+        decisions=len(matched),
+        tree_size=tree_size,
         ledger_index=entry.index,
         created_at=created_at,
         filter=flt.to_dict(),
+        manifest_sha256=commitment.manifest_sha256,
+        checkpoint_size=checkpoint.tree_size,
+        verifier_key=verifier_key(signer.name, signer.public_key),
+        verify_py_sha256=verify_py_sha256(),
     )
     (export_dir(services) / f"{export_id}.json").write_text(json.dumps(asdict(export), indent=2))
     return export
@@ -210,67 +270,19 @@ def create_export(
 CHUNK = 500
 
 
-def _page(
-    uow: Any,
-    record: DecisionRecord,
-    models: dict[int, ModelVersionRecord],
-    indexes: set[int],
-    prove: Callable[[int], list[bytes]],
-) -> DecisionPage:
-    model = models.get(record.model_version_id) or uow.models.get_by_id(record.model_version_id)
-    assert model is not None
-    models[record.model_version_id] = model
-    entry = uow.ledger.read(record.ledger_index)
-    indexes.update({record.ledger_index, model.ledger_index})
-    explanations = []
-    for explanation in uow.explanations.for_decision(record.decision_id):
-        explanation_entry = uow.ledger.read(explanation.ledger_index)
-        indexes.add(explanation_entry.index)
-        explanations.append((explanation.id, explanation_entry.index, explanation_entry.payload))
-    outcome = uow.outcomes.get(record.decision_id)
-    if outcome is not None:
-        indexes.add(outcome["ledger_index"])
-    proof = prove(record.ledger_index)
-    payloads = [p for _, _, p in explanations]
-    return DecisionPage(
-        decision=entry.payload,
-        ledger_index=record.ledger_index,
-        leaf_hash=entry.leaf_hash.hex(),
-        proof_length=len(proof),
-        explanations=payloads,
-        outcome=outcome["body"] if outcome else None,
-        reasons=_reasons(model.manifest, entry.payload, payloads),
-        explanation_refs=[(i, idx) for i, idx, _ in explanations],
-    )
-
-
-def _tee(
-    pages: Iterator[DecisionPage], decisions: Any, explanations: Any, parquet: _ParquetRows, pdf: list[DecisionPage]
-) -> Iterator[DecisionPage]:
-    """Write each page's data files as the HTML report consumes it; keep only the PDF's pages."""
-    for page in pages:
-        decision_id = page.decision["decision_id"]
-        decisions.write(
-            _line({"decision_id": decision_id, "ledger_index": page.ledger_index, "payload": page.decision})
-        )
-        for (explanation_id, index), payload in zip(page.explanation_refs, page.explanations, strict=True):
-            explanations.write(_line({"explanation_id": explanation_id, "ledger_index": index, "payload": payload}))
-        parquet.add(page)
-        if len(pdf) < MAX_PDF_DECISIONS:
-            pdf.append(page)
-        yield page
-
-
-def _card(m: ModelVersionRecord) -> dict[str, Any]:
-    return {
-        "model": m.ref,
-        "artifact_sha256": m.artifact_sha256,
-        "artifact_format": m.artifact_format,
-        "background_sha256": m.background_sha256,
-        "registered_at": format_timestamp(m.registered_at),
-        "ledger_index": m.ledger_index,
-        "manifest": m.manifest,
-    }
+def _keys_json(keys: list[StoredKey]) -> bytes:
+    """keys.json: the deployment's public keys, as data to check — never a trust anchor (FORMAT.md)."""
+    listed = [
+        {
+            "key_id": k.key_id,
+            "name": k.name,
+            "algorithm": "ed25519",
+            "public_key": base64.b64encode(k.public_key).decode(),
+            "verifier_key": verifier_key(k.name, k.public_key),
+        }
+        for k in keys
+    ]
+    return json.dumps({"keys": listed}, indent=2).encode()
 
 
 def read_export(services: Services, export_id: str) -> ExportRecord:
@@ -280,76 +292,3 @@ def read_export(services: Services, export_id: str) -> ExportRecord:
     if not path.exists():
         raise NotFoundError(f"export {export_id!r} does not exist")
     return ExportRecord(**json.loads(path.read_text()))
-
-
-def _line(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-
-
-def _reasons(manifest: dict[str, Any], decision: dict[str, Any], explanations: list[dict[str, Any]]) -> list[str]:
-    latest: dict[str, ExplanationResult] = {}
-    for payload in explanations:
-        if "result" in payload:
-            latest[payload["method"]] = ExplanationResult.from_dict(payload)
-    if not latest:
-        return []
-    reasons = reasons_for(
-        ModelSpec.from_dict(manifest),
-        decision["inputs"],
-        attributions=latest.get("shap") or latest.get("lime"),
-        anchor=latest.get("anchors"),
-        counterfactuals=latest.get("counterfactuals"),
-        templates=manifest.get("templates") or None,
-    )
-    return list(reasons.sentences)
-
-
-class _ParquetRows:
-    """Decisions flattened for analysis, written in row groups of CHUNK rows."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rows: list[dict[str, Any]] = []
-        self.writer: Any = None
-
-    def add(self, page: DecisionPage) -> None:
-        d = page.decision
-        self.rows.append(
-            {
-                "decision_id": d["decision_id"],
-                "model": d["model"],
-                "occurred_at": d.get("occurred_at"),
-                "subject_ref": d.get("subject_ref"),
-                "label": d["output"].get("label"),
-                "value": d["output"].get("value"),
-                "inputs": json.dumps(d["inputs"], sort_keys=True),
-                "output": json.dumps(d["output"], sort_keys=True),
-                "outcome": json.dumps(page.outcome, sort_keys=True) if page.outcome else None,
-                "ledger_index": page.ledger_index,
-            }
-        )
-        if len(self.rows) >= CHUNK:
-            self._flush()
-
-    def _flush(self) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if not self.rows:
-            return
-        schema = pa.schema(
-            [
-                (k, pa.int64() if k == "ledger_index" else pa.float64() if k == "value" else pa.string())
-                for k in self.rows[0]
-            ]
-        )
-        table = pa.Table.from_pylist(self.rows, schema=schema)
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, schema)
-        self.writer.write_table(table)
-        self.rows = []
-
-    def close(self) -> None:
-        self._flush()
-        if self.writer is not None:
-            self.writer.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from tqdm import tqdm
 
@@ -61,40 +60,3 @@ def verify_whole_ledger(
         f"root {report.root_hex or '(empty ledger)'} ({rate:,.0f} entries/s)"
     )
     return 0
-
-
-def verify_bundle_file(path: Path, *, quiet: bool = False, anchors: Sequence[VerifierKey] | None = None) -> int:
-    """Check a bundle; with ``anchors`` (``verify --key``), its checkpoint must also be signed by one of them,
-    since the keys a bundle carries are data to check, not a root of trust."""
-    from audit.bundle.reader import verify_bundle
-
-    report = verify_bundle(path)
-    if not quiet:
-        for line in report.lines():
-            print(line)
-    if report.ok and anchors:
-        problem = _bundle_signed_by(path, anchors)
-        if problem:
-            print(f"FAILED: {problem}", file=sys.stderr)
-            return 1
-    if report.ok:
-        print(f"OK: bundle {path} verifies")
-        return 0
-    print(f"FAILED: {report.failure}", file=sys.stderr)
-    return 1
-
-
-def _bundle_signed_by(path: Path, anchors: Sequence[VerifierKey]) -> str | None:
-    import zipfile
-
-    from audit.checkpoint import open_checkpoint
-    from audit.errors import AuditError
-
-    try:
-        with zipfile.ZipFile(path) as bundle:
-            note = bundle.read("checkpoint.txt").decode()
-        open_checkpoint(note, keys=[k.as_stored() for k in anchors])
-    except (AuditError, KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        keys = ", ".join(k.text for k in anchors)
-        return f"the bundle's checkpoint is not signed by a key given with --key ({keys}): {exc}"
-    return None

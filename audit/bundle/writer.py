@@ -1,7 +1,10 @@
-"""Writing export bundles: entries as their stored bytes, proofs against one checkpoint, a manifest last.
+"""Writing export bundles (assets/FORMAT.md): content first, then the seal.
 
-Entries are streamed into the zip one by one (bounded memory); each file's SHA-256 is computed as it is
-written, and manifest.json, listing them all, is written last.
+Content members (entries as their stored bytes, views, model cards, verify.py, FORMAT.md) are streamed into
+the zip, each hashed as it is written; their list becomes manifest.json, whose SHA-256 the caller commits in
+an export.created entry. Only then are the sealing members added: that entry, the inclusion proofs and the
+signed checkpoint that covers it. The archive is plain: no duplicate names, no data
+descriptors, fixed timestamps, members back to back — what verify.py insists on.
 """
 
 from __future__ import annotations
@@ -9,18 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from audit.entry import StoredEntry
-from audit.note import verifier_key
-from audit.port import StoredCheckpoint, StoredKey
+from audit.bundle.core import core
 
-FORMAT = "rationale-bundle/1"
+FORMAT = "rationale-bundle/2"
 ASSETS = ("verify.py", "FORMAT.md")
+SEALING = ("manifest.json", "export.json", "proofs.jsonl", "checkpoint.txt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,89 +32,83 @@ class BundleSummary:
     entries: int
 
 
-class _Zip:
+class BundleWriter:
+    """A bundle being written; ``files`` maps every content member to its SHA-256 and size."""
+
     def __init__(self, path: Path) -> None:
+        self.path = path
         self.zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED)
         self.files: dict[str, dict[str, Any]] = {}
+        self.entries = 0
+        self._names: set[str] = set()
 
-    def add(self, name: str, data: bytes | Path) -> None:
+    def _info(self, name: str) -> zipfile.ZipInfo:
+        if name in self._names or not core()._LAYOUT.match(name):
+            raise ValueError(f"bundle member {name!r} is a duplicate or outside the layout")
+        self._names.add(name)
         info = zipfile.ZipInfo(name, date_time=(2000, 1, 1, 0, 0, 0))  # reproducible archives
         info.compress_type = zipfile.ZIP_DEFLATED
-        if isinstance(data, Path):  # streamed from disk: large exports never sit in memory whole
+        info.external_attr = 0o100644 << 16
+        return info
+
+    def _write(self, name: str, data: bytes | Path) -> tuple[str, int]:
+        info = self._info(name)
+        if isinstance(data, Path):  # streamed from disk: large views never sit in memory whole
             digest, size = hashlib.sha256(), 0
             with open(data, "rb") as source, self.zip.open(info, "w", force_zip64=True) as target:
                 for block in iter(lambda: source.read(1 << 20), b""):
                     digest.update(block)
                     size += len(block)
                     target.write(block)
-            self.files[name] = {"sha256": digest.hexdigest(), "size": size}
-            return
+            return digest.hexdigest(), size
         self.zip.writestr(info, data)
-        self.files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        return hashlib.sha256(data).hexdigest(), len(data)
 
+    def add(self, name: str, data: bytes | Path) -> None:
+        """A content member, listed in the manifest."""
+        sha, size = self._write(name, data)
+        self.files[name] = {"sha256": sha, "size": size}
+        if name.startswith("entries/"):
+            self.entries += 1
 
-def asset(name: str) -> bytes:
-    return resources.files("audit.bundle").joinpath("assets", name).read_bytes()
-
-
-def write_bundle(
-    path: Path,
-    *,
-    entries: Iterable[StoredEntry],
-    proof_for: Callable[[int], Sequence[bytes]],
-    checkpoint: StoredCheckpoint,
-    keys: Sequence[StoredKey],
-    origin: str,
-    extra_files: Mapping[str, bytes | Path],
-    metadata: Mapping[str, Any],
-    progress: Callable[[int], None] | None = None,
-) -> BundleSummary:
-    archive = _Zip(path)
-    count = 0
-    proofs_path = path.with_suffix(".proofs.tmp")
-    try:
-        with open(proofs_path, "wb") as proofs:
-            for entry in entries:
-                archive.add(f"entries/{entry.index}.json", entry.canonical)
-                proof = [h.hex() for h in proof_for(entry.index)]
-                line = {"index": entry.index, "leaf_hash": entry.leaf_hash.hex(), "proof": proof}
-                proofs.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
-                count += 1
-                if progress is not None:
-                    progress(1)
-        archive.add("proofs.jsonl", proofs_path)
-        archive.add("checkpoint.txt", checkpoint.note.encode("utf-8"))
-        key_list = [
-            {
-                "key_id": k.key_id,
-                "name": k.name,
-                "algorithm": "ed25519",
-                "public_key": __import__("base64").b64encode(k.public_key).decode(),
-                "verifier_key": verifier_key(k.name, k.public_key),
-            }
-            for k in keys
-        ]
-        archive.add("keys.json", json.dumps({"keys": key_list}, indent=2).encode())
-        for name, data in extra_files.items():
-            archive.add(name, data)
-        for name in ASSETS:
-            archive.add(name, asset(name))
+    def manifest(
+        self,
+        *,
+        export_id: str,
+        origin: str,
+        created_at: str,
+        flt: Mapping[str, Any],
+        tree_size: int,
+        indices: Sequence[int],
+    ) -> bytes:
+        """manifest.json's bytes: what the export entry commits to by its SHA-256."""
         manifest = {
             "format": FORMAT,
+            "export_id": export_id,
             "origin": origin,
-            "tree_size": checkpoint.tree_size,
-            "entries": count,
-            **metadata,
-            "files": archive.files,
+            "created_at": created_at,
+            "filter": dict(flt),
+            "tree_size": tree_size,
+            "indices": list(indices),
+            "files": dict(sorted(self.files.items())),
         }
-        info = zipfile.ZipInfo("manifest.json", date_time=(2000, 1, 1, 0, 0, 0))
-        info.compress_type = zipfile.ZIP_DEFLATED
-        archive.zip.writestr(info, json.dumps(manifest, indent=2, sort_keys=True))
-    finally:
-        archive.zip.close()
-        proofs_path.unlink(missing_ok=True)
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return BundleSummary(path=path, sha256=digest.hexdigest(), size=path.stat().st_size, entries=count)
+        return json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+
+    def seal(self, *, manifest: bytes, export_entry: bytes, proofs: Path, checkpoint: str) -> BundleSummary:
+        """Add the sealing members and close; returns the bundle's SHA-256."""
+        self._write("manifest.json", manifest)
+        self._write("export.json", export_entry)
+        self._write("proofs.jsonl", proofs)
+        self._write("checkpoint.txt", checkpoint.encode("utf-8"))
+        self.zip.close()
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return BundleSummary(
+            path=self.path, sha256=digest.hexdigest(), size=self.path.stat().st_size, entries=self.entries
+        )
+
+    def abort(self) -> None:
+        self.zip.close()
+        self.path.unlink(missing_ok=True)

@@ -1,10 +1,11 @@
 """Regulator bundles, built on SQLite and PostgreSQL, verified by the bundle's own verify.py in a bare
-Python (no third-party package importable), and rejected — naming what failed — after each tampering."""
+Python (no third-party package importable) against the pinned key; tamperings are in test_bundle_forgery.py."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -14,14 +15,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from api.workers.local_pool import drain
 from audit.bundle.reader import verify_bundle
-from audit.note import sign_note
+from audit.note import verifier_key
 from tests.api.helpers import applicant_rows
 
 BARE = [sys.executable, "-I", "-S"]
+TRUSTED = Path(__file__).resolve().parents[2] / "audit" / "bundle" / "assets" / "verify.py"
 
 
 @pytest.fixture
@@ -50,17 +51,32 @@ def bundle(client, services, registered, tmp_path) -> Path:
     assert hashlib.sha256(download.content).hexdigest() == export["bundle_sha256"]
     entry = client.get(f"/v1/ledger/entries/{export['ledger_index']}").json()
     assert entry["type"] == "export.created"
-    assert export["bundle_sha256"].encode() in base64.b64decode(entry["canonical"])
+    committed = json.loads(base64.b64decode(entry["canonical"]))["payload"]
+    with zipfile.ZipFile(io.BytesIO(download.content)) as z:
+        assert z.read("export.json") == base64.b64decode(entry["canonical"])  # the entry, as the ledger holds it
+        assert hashlib.sha256(z.read("manifest.json")).hexdigest() == committed["manifest_sha256"]
+        assert hashlib.sha256(z.read("verify.py")).hexdigest() == export["verify_py_sha256"]
+    assert [d["decision_id"] for d in committed["decisions"]] == ["x-0", "x-2"]
+    assert committed["tree_size"] <= export["ledger_index"] < export["checkpoint_size"]
+    active = services.keyring.active()
+    assert export["verifier_key"] == verifier_key(active.name, active.public_key)
     path = tmp_path / "bundle.zip"
     path.write_bytes(download.content)
     return path
 
 
-def run_verify(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def vkey(services) -> str:
+    active = services.keyring.active()
+    return verifier_key(active.name, active.public_key)
+
+
+def run_verify(path: Path, tmp_path: Path, *keys: str) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "verify.py"
     with zipfile.ZipFile(path) as z:
         script.write_bytes(z.read("verify.py"))
-    return subprocess.run([*BARE, str(script), str(path)], capture_output=True, text=True, timeout=120)
+    args = [a for k in keys for a in ("--key", k)]
+    return subprocess.run([*BARE, str(script), *args, str(path)], capture_output=True, text=True, timeout=120)
 
 
 def test_bare_python_really_has_no_third_party_packages():
@@ -68,12 +84,13 @@ def test_bare_python_really_has_no_third_party_packages():
     assert probe.returncode != 0 and "No module named 'numpy'" in probe.stderr
 
 
-def test_a_fresh_bundle_verifies_offline_and_with_our_code(bundle, tmp_path):
-    result = run_verify(bundle, tmp_path)
+def test_a_fresh_bundle_verifies_offline_and_with_our_code(bundle, tmp_path, vkey):
+    result = run_verify(bundle, tmp_path, vkey)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Ed25519 signature by key" in result.stdout and "bundle verified" in result.stdout
-    report = verify_bundle(bundle)
+    assert f"Ed25519 by {vkey}, a pinned key" in result.stdout and result.stdout.endswith("bundle verified\n")
+    report = verify_bundle(bundle, [vkey])
     assert report.ok, report.failure
+    assert report.lines() == result.stdout.splitlines()  # one core: the same lines, word for word
     with zipfile.ZipFile(bundle) as z:
         names = set(z.namelist())
         assert {
@@ -85,111 +102,17 @@ def test_a_fresh_bundle_verifies_offline_and_with_our_code(bundle, tmp_path):
             "FORMAT.md",
             "keys.json",
             "checkpoint.txt",
+            "export.json",
+            "manifest.json",
+            "proofs.jsonl",
         } <= names
         html = z.read("report/report.html").decode()
         assert "Decision x-0" in html and "Decision x-2" in html and "Decision x-1" not in html
 
 
-def rewrite(src: Path, dst: Path, changes: dict[str, bytes | None], *, fix_manifest: bool) -> None:
-    with zipfile.ZipFile(src) as zin:
-        files = {n: zin.read(n) for n in zin.namelist()}
-    for name, data in changes.items():
-        if data is None:
-            files.pop(name, None)
-        else:
-            files[name] = data
-    if fix_manifest:
-        manifest = json.loads(files["manifest.json"])
-        manifest["files"] = {
-            n: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)}
-            for n, d in files.items()
-            if n != "manifest.json"
-        }
-        files["manifest.json"] = json.dumps(manifest).encode()
-    with zipfile.ZipFile(dst, "w") as zout:
-        for name, data in files.items():
-            zout.writestr(name, data)
-
-
 def _read(path: Path, name: str) -> bytes:
     with zipfile.ZipFile(path) as z:
         return z.read(name)
-
-
-def _first_entry(path: Path) -> str:
-    with zipfile.ZipFile(path) as z:
-        return sorted(n for n in z.namelist() if n.startswith("entries/"))[1]
-
-
-def tamper_entry_byte(path):
-    name = _first_entry(path)
-    data = bytearray(_read(path, name))
-    data[-3] ^= 1
-    return {name: bytes(data)}, True, f"entry {name[8:-5]}: bytes do not hash"
-
-
-def remove_entry(path):
-    name = _first_entry(path)
-    return {name: None}, True, f"entry {name[8:-5]}: {name} is missing"
-
-
-def swap_proofs(path):
-    lines = _read(path, "proofs.jsonl").decode().splitlines()
-    a, b = json.loads(lines[0]), json.loads(lines[1])
-    a["proof"], b["proof"] = b["proof"], a["proof"]
-    lines[0], lines[1] = json.dumps(a), json.dumps(b)
-    return {"proofs.jsonl": ("\n".join(lines) + "\n").encode()}, True, "inclusion proof does not lead"
-
-
-def change_checkpoint(path):
-    note = _read(path, "checkpoint.txt").decode()
-    lines = note.split("\n")
-    lines[1] = str(int(lines[1]) + 1)
-    return {"checkpoint.txt": "\n".join(lines).encode()}, True, "does not verify"
-
-
-def other_key(path):
-    note = _read(path, "checkpoint.txt").decode()
-    body = note.split("\n\n")[0] + "\n"
-    name = json.loads(_read(path, "keys.json"))["keys"][0]["name"]
-    forged = sign_note(body, name=name, private_key=Ed25519PrivateKey.generate())
-    return {"checkpoint.txt": forged.encode()}, True, "not signed by any key in keys.json"
-
-
-def edit(name: str, fix: bool, expected: str):
-    def change(path):
-        data = _read(path, name)
-        return {name: data.replace(b"credit@1", b"credit@2", 1) if b"credit@1" in data else data + b" "}, fix, expected
-
-    return change
-
-
-TAMPERS = {
-    "changed byte in an entry": tamper_entry_byte,
-    "removed entry": remove_entry,
-    "swapped proofs": swap_proofs,
-    "changed checkpoint": change_checkpoint,
-    "signature by another key": other_key,
-    "edited JSONL": edit("data/decisions.jsonl", False, "file data/decisions.jsonl does not match"),
-    "edited JSONL with a matching manifest": edit("data/decisions.jsonl", True, "is not one of the verified"),
-    "edited Parquet": edit("data/decisions.parquet", False, "file data/decisions.parquet does not match"),
-    "edited report": edit("report/report.html", False, "file report/report.html does not match"),
-    "edited PDF": edit("report/report.pdf", False, "file report/report.pdf does not match"),
-    "unlisted file": lambda p: ({"extra.txt": b"hello"}, False, "file extra.txt is not listed"),
-}
-
-
-@pytest.mark.parametrize("how", list(TAMPERS))
-def test_each_tampering_is_rejected_naming_what_failed(bundle, tmp_path, how):
-    changes, fix_manifest, expected = TAMPERS[how](bundle)
-    forged = tmp_path / "forged.zip"
-    rewrite(bundle, forged, changes, fix_manifest=fix_manifest)
-    result = run_verify(forged, tmp_path)
-    assert result.returncode == 1, result.stdout
-    assert "FAILED" in result.stdout and expected in result.stdout, result.stdout
-    report = verify_bundle(forged)
-    if how != "edited JSONL with a matching manifest":  # the project reader checks files, signature, proofs
-        assert not report.ok
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -213,16 +136,58 @@ def test_the_pdf_report_renders_pages_that_are_not_blank(bundle, tmp_path):
         assert dark > 500, f"{page.name} looks blank ({dark} dark pixels)"
 
 
-def test_cli_verify_bundle(bundle, services):
+def test_without_a_pinned_key_a_bundle_is_not_verified(bundle, tmp_path, vkey):
+    """Checked only against keys it carries, a bundle is "signature valid, key not anchored": exit 3."""
+    result = run_verify(bundle, tmp_path)
+    assert result.returncode == 3, result.stdout
+    last = result.stdout.splitlines()[-1]
+    assert "signature valid, key not anchored" in last and "verified" not in last.replace("NOT VERIFIED", "")
+    assert f"by {vkey}, a key the bundle carries (keys.json), NOT a pinned key" in result.stdout
+    assert verify_bundle(bundle).code == 3
+
+
+def test_cli_verify_bundle_with_a_pinned_key_file(bundle, services, tmp_path, vkey):
     env = {**os.environ, "RATIONALE_DATA_DIR": str(services.settings.data_dir)}
-    ok = subprocess.run(
-        [sys.executable, "-m", "api.cli", "verify", "--bundle", str(bundle)],
+    pinned = tmp_path / "deployment.vkey"
+    pinned.write_text(f"# the deployment's checkpoint key, received by letter\n{vkey}\n")
+    for args in (["--key-file", str(pinned)], ["--key", vkey]):
+        ok = subprocess.run(
+            [sys.executable, "-m", "api.cli", "verify", "--bundle", str(bundle), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert ok.returncode == 0 and ok.stdout.endswith("bundle verified\n"), ok.stdout + ok.stderr
+        offline = subprocess.run([*BARE, str(TRUSTED), *args, str(bundle)], capture_output=True, text=True)
+        assert offline.stdout == ok.stdout
+    bad = subprocess.run(
+        [*BARE, str(TRUSTED), "--key", vkey[:-4] + "AAA=", str(bundle)], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "usage" in bad.stdout
+
+
+def test_rationale_export_prints_what_to_pin(bundle, services, tmp_path, vkey):
+    env = {
+        **os.environ,
+        "RATIONALE_DATA_DIR": str(services.settings.data_dir),
+        "RATIONALE_DATABASE_URL": services.settings.effective_database_url,
+        "RATIONALE_ORIGIN": services.settings.origin,
+    }
+    out = tmp_path / "cli-bundle.zip"
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "export", "--out", str(out), "--decision-id", "x-1", "--quiet"],
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
-    assert ok.returncode == 0 and "verifies" in ok.stdout, ok.stdout + ok.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    sha = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert f"bundle SHA-256     {sha}" in done.stdout
+    assert f"verifier key (pin) {vkey}" in done.stdout
+    assert f"verify.py SHA-256  {hashlib.sha256(TRUSTED.read_bytes()).hexdigest()}" in done.stdout
+    assert run_verify(out, tmp_path, vkey).returncode == 0
 
 
 def test_an_empty_selection_is_a_404(client, registered):
@@ -244,3 +209,27 @@ def test_named_decisions_are_selected_with_the_other_filters(client, services, r
     assert _select(services, ExportFilter(decision_ids=named)) == ["n-0", "n-3", "n-5"]  # storage order, once
     assert _select(services, ExportFilter(decision_ids=named, subject_refs=["s-1"])) == ["n-3", "n-5"]
     assert _select(services, ExportFilter(decision_ids=named, model="other")) == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_stdlib_parquet_and_pdf_views_are_read_by_other_tools(bundle, tmp_path):
+    """The views verify.py writes without any library are valid Parquet (pyarrow) and PDF (poppler)."""
+    import pyarrow.parquet as pq
+
+    records = [json.loads(line) for line in _read(bundle, "data/decisions.jsonl").splitlines()]
+    table = pq.read_table(io.BytesIO(_read(bundle, "data/decisions.parquet"))).to_pylist()
+    assert [r["decision_id"] for r in table] == [r["decision_id"] for r in records] == ["x-0", "x-2"]
+    for row, record in zip(table, records, strict=True):
+        assert row["ledger_index"] == record["ledger_index"]
+        assert json.loads(row["inputs"]) == record["payload"]["inputs"]
+        assert row["label"] == record["payload"]["output"]["label"] and row["value"] is None
+    assert json.loads(table[0]["outcome"])["label"] == "declined" and table[1]["outcome"] is None
+    if shutil.which("pdftotext") is None:
+        if os.environ.get("CI"):
+            pytest.fail("pdftotext (poppler-utils) is missing")
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(_read(bundle, "report/report.pdf"))
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Decision x-0" in text and "Decision x-2" in text and "Decision x-1" not in text
+    assert "verify.py --key" in text
