@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.json_body import JsonBodyError
 from audit.errors import AuditError, EntryNotFoundError, NonCanonicalValueError, ProofError
 from explain.errors import (
     ArtifactError,
@@ -52,6 +53,7 @@ class ResourceNotFoundError(ApiError):
 
 # Most specific first: the first matching class wins.
 ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
+    (JsonBodyError, 422, "invalid_json"),
     (InvalidInputError, 422, "invalid_input"),
     (InvalidSchemaError, 422, "invalid_manifest"),
     (NonCanonicalValueError, 422, "invalid_input"),
@@ -84,11 +86,28 @@ def classify(exc: BaseException) -> tuple[int, str, dict[str, Any]]:
     for cls, status, code in ERROR_TABLE:
         if isinstance(exc, cls):
             details: dict[str, Any] = {}
+            extra = getattr(exc, "details", None)
+            if isinstance(extra, dict):
+                details.update(extra)
             path = getattr(exc, "path", None)
             if path:
                 details["field"] = path
             return status, code, details
     return 500, "internal", {}
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only the first matching route's).
+
+    Asks the app's own routing, method by method, so included routers are covered without their internals."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def _loc_to_path(loc: tuple[Any, ...]) -> str:
@@ -118,9 +137,12 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(status_code=exc.status_code, content=error_body(code, str(exc.detail)))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return JSONResponse(status_code=exc.status_code, content=error_body(code, str(exc.detail)), headers=headers)
 
     async def _domain(request: Request, exc: Exception) -> JSONResponse:
         status, code, details = classify(exc)
@@ -130,7 +152,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"Retry-After": "5"} if status == 503 else None
         return JSONResponse(status_code=status, content=error_body(code, str(exc), details), headers=headers)
 
-    for base in (ApiError, ExplainError, StorageError, AuditError):
+    for base in (ApiError, ExplainError, StorageError, AuditError, JsonBodyError):
         app.add_exception_handler(base, _domain)  # type: ignore[arg-type]
 
     @app.exception_handler(Exception)

@@ -42,7 +42,9 @@ def _healthy(client) -> None:
 
 
 def test_a_400_digit_integer_as_a_number_feature_is_a_422_naming_it(client, registered):
-    text = json.dumps(_decision(1, {**applicant_rows(1)[0], "income": 1})).replace('"income": 1', '"income": ' + "9" * 400)
+    text = json.dumps(_decision(1, {**applicant_rows(1)[0], "income": 1})).replace(
+        '"income": 1', '"income": ' + "9" * 400
+    )
     _refused(_post_raw(client, text), 422, "inputs.income")
     assert ledger_size(client) == 1
     _healthy(client)
@@ -153,7 +155,9 @@ def test_since_after_until_is_a_422(client, registered):
     _refused(resp, 422, "until")
 
 
-@pytest.mark.parametrize("value", ["0.5", "1700000000", "2026-03-05 12:00", "yesterday", "2026-13-01", "2026-03-05T25:00Z"])
+@pytest.mark.parametrize(
+    "value", ["0.5", "1700000000", "2026-03-05 12:00", "yesterday", "2026-13-01", "2026-03-05T25:00Z"]
+)
 def test_times_are_rfc3339_or_a_date_and_nothing_else(client, registered, value):
     _refused(client.get("/v1/decisions", params={"until": value}), 422, "until")
 
