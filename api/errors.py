@@ -72,6 +72,15 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
 ]
 
 
+class ErrorJSONResponse(JSONResponse):
+    """Error answers as ASCII JSON: a message quoting a client's bytes (a lone surrogate, say) still encodes."""
+
+    def render(self, content: Any) -> bytes:
+        import json
+
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
@@ -131,7 +140,7 @@ def install_error_handlers(app: FastAPI) -> None:
             problems.append({"field": path, "message": str(err.get("msg", "invalid"))})
         first = problems[0] if problems else {"field": "body", "message": "invalid request"}
         details = {"field": first["field"], "problems": problems}
-        return JSONResponse(
+        return ErrorJSONResponse(
             status_code=422,
             content=error_body("invalid_request", f"{first['field']}: {first['message']}", details),
         )
@@ -142,15 +151,17 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(allowed_methods(request))
-        return JSONResponse(status_code=exc.status_code, content=error_body(code, str(exc.detail)), headers=headers)
+        return ErrorJSONResponse(
+            status_code=exc.status_code, content=error_body(code, str(exc.detail)), headers=headers
+        )
 
     async def _domain(request: Request, exc: Exception) -> JSONResponse:
         status, code, details = classify(exc)
         if status >= 500 and status != 503:
             log.error("error on %s %s", request.method, request.url.path, exc_info=exc)
-            return JSONResponse(status_code=500, content=error_body("internal", "internal server error"))
+            return ErrorJSONResponse(status_code=500, content=error_body("internal", "internal server error"))
         headers = {"Retry-After": "5"} if status == 503 else None
-        return JSONResponse(status_code=status, content=error_body(code, str(exc), details), headers=headers)
+        return ErrorJSONResponse(status_code=status, content=error_body(code, str(exc), details), headers=headers)
 
     for base in (ApiError, ExplainError, StorageError, AuditError, JsonBodyError):
         app.add_exception_handler(base, _domain)  # type: ignore[arg-type]
@@ -158,4 +169,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse(status_code=500, content=error_body("internal", "internal server error"))
+        return ErrorJSONResponse(status_code=500, content=error_body("internal", "internal server error"))

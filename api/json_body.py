@@ -78,7 +78,13 @@ def _parse_constant(text: str) -> Any:
     return _Refused(f"{text} is not a JSON value (NaN and infinities are refused)")
 
 
+def _shown(key: str) -> str:
+    """A key as it may appear in an error path: U+0000 and surrogates escaped, so the answer encodes."""
+    return _BAD_TEXT.sub(lambda m: f"\\u{ord(m.group()):04x}", key)
+
+
 def _join(path: str, key: str) -> str:
+    key = _shown(key)
     return f"{path}.{key}" if path else key
 
 
