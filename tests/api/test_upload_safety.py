@@ -197,3 +197,35 @@ def test_a_stored_bad_template_never_makes_a_read_a_500(client, services, credit
     assert sentences and not any("mro" in s or "class" in s for s in sentences)
     export = client.post("/v1/exports", json={"decision_ids": ["t1"]})
     assert export.status_code == 201, export.text
+
+
+def test_operators_add_trusted_types_by_exact_name_only():
+    import numpy as np
+    import skops.io
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from explain.schema import Feature, ModelSpec
+
+    frame_x = np.random.default_rng(0).random((30, 2))
+    labels = np.where(frame_x[:, 0] > 0.5, "yes", "no")
+    data = skops.io.dumps(KNeighborsClassifier(metric="manhattan").fit(frame_x, labels))
+    spec = ModelSpec(
+        task="binary", class_labels=("no", "yes"), features=(Feature("a", "number"), Feature("b", "number"))
+    )
+    manhattan = "sklearn.metrics._dist_metrics.ManhattanDistance64"
+    with pytest.raises(ArtifactError) as refused:
+        load_predictor(data, format="skops", spec=spec)
+    assert refused.value.details["untrusted_types"] == [manhattan]
+    assert load_predictor(data, format="skops", spec=spec, trusted_types={manhattan}) is not None
+
+
+def test_the_trusted_types_setting_refuses_prefixes(settings):
+    from pydantic import ValidationError
+
+    from api.settings import Settings
+
+    for prefix in ("builtins.", "sklearn.*", "builtins"):
+        with pytest.raises(ValidationError):
+            Settings(**{**settings.model_dump(), "skops_trusted_types": prefix})
+    ok = Settings(**{**settings.model_dump(), "skops_trusted_types": "a.B, c.d.E"})
+    assert ok.extra_trusted_types == {"a.B", "c.d.E"}
