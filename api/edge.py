@@ -11,8 +11,9 @@ One pure ASGI middleware, so a refused request costs no routing, no dependency a
   ``api.json_body.parse_json`` (duplicate keys, depth, integer size, NaN, U+0000, invalid UTF-8 → 422
   ``invalid_json`` naming the path), and handed on; the parsed value is left in the request state as
   ``json_body`` so a route that reads the body itself does not parse it twice.
-- **Query strings**: U+0000 and invalid UTF-8 in a parameter are a 422 naming the parameter (PostgreSQL
-  cannot compare text holding U+0000: the same query would be a 500 there and an empty page on SQLite).
+- **Query strings and paths**: U+0000 and invalid UTF-8 in a parameter are a 422 naming the parameter, U+0000
+  in the path a 422 naming ``path``, for every route present and future (PostgreSQL cannot compare text
+  holding U+0000: the same lookup would be a 500 there and a 404 on SQLite).
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ class RequestEdge:
             await self.app(scope, receive, send)
             return
         problem = query_problem(scope.get("query_string", b""))
+        if problem is None and "\x00" in scope.get("path", ""):
+            problem = ("path", "contains U+0000, which no resource name holds")
         if problem is not None:
             name, reason = problem
             body = _error("invalid_request", f"{name}: {reason}", {"field": name})

@@ -116,9 +116,9 @@ async def create_decisions(request: Request, response: Response, services: Servi
 @router.get("", response_model=DecisionPage)
 def search_decisions(
     services: ServicesDep,
-    model: str | None = None,
-    subject_ref: str | None = None,
-    outcome: str | None = None,
+    model: Annotated[str | None, Query(max_length=300, description="name or name@version")] = None,
+    subject_ref: Annotated[str | None, Query(max_length=200)] = None,
+    outcome: Annotated[str | None, Query(max_length=200, description="the real outcome's label")] = None,
     since: MomentQuery = None,
     until: MomentQuery = None,
     cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="a next_cursor from this API")] = None,

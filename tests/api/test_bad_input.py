@@ -117,7 +117,9 @@ def test_nul_in_a_client_document_is_the_same_422_on_sqlite_and_postgresql(clien
     assert "U+0000" in error["message"]
     assert ledger_size(client) == 1
     _refused(client.get("/v1/decisions", params={"subject_ref": "a\u0000"}), 422, "subject_ref")
-    _refused(client.get("/v1/decisions/a%00b"), 422, "decision_id")
+    _refused(client.get("/v1/decisions/a%00b"), 422, "path")
+    _refused(client.get("/review/decisions/a%00b"), 422, "path")
+    _refused(client.post("/review/decisions/a%00b/export"), 422, "path")
     _healthy(client)
 
 
