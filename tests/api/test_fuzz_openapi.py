@@ -8,8 +8,8 @@ for undocumented methods, schema-breaking requests refused. Schema-valid request
 what only the server knows (an unregistered model: 422, an unknown id: 404, a conflict: 409), so those
 statuses count as acceptance of valid data.
 
-Request headers come from one fixture, ``fuzz_headers``: once access control lands, the lead puts an admin
-API key there so the fuzzer reaches every route.
+Request headers come from one fixture, ``fuzz_headers`` (tests/api/fuzz_support.py): once access control
+lands, the lead puts an admin API key there so the fuzzer reaches every route.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from schemathesis.config import SchemathesisConfig
 from api.app import create_app
 from api.container import Services, build_services
 from api.settings import Settings
+from tests.api.fuzz_support import fuzz_headers
 from tests.api.helpers import applicant_rows, credit_manifest
+
+__all__ = ["fuzz_headers"]  # the fixture, imported so pytest finds it here
 
 SEED = 20261130
 MAX_EXAMPLES = 40
@@ -46,13 +49,9 @@ def fuzz_config(headers: dict[str, str]) -> SchemathesisConfig:
 
 
 @pytest.fixture
-def fuzz_headers() -> dict[str, str]:
-    """Headers sent with every fuzzed request. MERGE(access): an admin key, e.g. {"Authorization": ...}."""
-    return {}
-
-
-@pytest.fixture
-def fuzz_services(db_url: str, tmp_path: Any, credit_artifact: bytes) -> Iterator[Services]:
+def fuzz_services(
+    db_url: str, tmp_path: Any, credit_artifact: bytes, fuzz_headers: dict[str, str]
+) -> Iterator[Services]:
     settings = Settings(
         environment="test",
         data_dir=tmp_path / "data",
@@ -71,10 +70,11 @@ def fuzz_services(db_url: str, tmp_path: Any, credit_artifact: bytes) -> Iterato
             "/v1/models",
             data={"manifest": json.dumps(credit_manifest())},
             files={"artifact": ("model.skops", credit_artifact)},
+            headers=fuzz_headers,
         )
         assert resp.status_code == 201, resp.text
         batch = [{"decision_id": f"d-{i}", "model": "credit@1", "inputs": r} for i, r in enumerate(applicant_rows(3))]
-        assert client.post("/v1/decisions", json={"decisions": batch}).status_code == 201
+        assert client.post("/v1/decisions", json={"decisions": batch}, headers=fuzz_headers).status_code == 201
     yield services
     services.close()
 

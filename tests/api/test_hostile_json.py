@@ -19,7 +19,10 @@ from hypothesis import strategies as st
 
 from api.app import create_app
 from api.container import build_services
+from tests.api.fuzz_support import fuzz_headers
 from tests.api.helpers import applicant_rows, credit_manifest, ledger_size
+
+__all__ = ["fuzz_headers"]  # the fixture, imported so pytest finds it here
 
 BODY_LIMIT = 64 * 1024
 HOSTILE_SETTINGS = settings(
@@ -140,17 +143,18 @@ def hostile_document(
 
 def _expect_refused(resp: Any) -> None:
     assert 400 <= resp.status_code < 500, (resp.status_code, resp.text[:300])
+    assert resp.status_code not in (401, 403), "refused for want of credentials: put an admin key in fuzz_headers"
     error = resp.json()["error"]
     assert error["code"] and error["message"] and isinstance(error["details"], dict)
     assert "Traceback" not in resp.text
 
 
 @pytest.fixture
-def small_limit_client(settings: Any, credit_artifact: bytes) -> Any:
+def small_limit_client(settings: Any, credit_artifact: bytes, fuzz_headers: dict[str, str]) -> Any:
     limited = settings.model_copy(update={"max_body_bytes": BODY_LIMIT})
     services = build_services(limited)
     app = create_app(services=services, start_workers=False, publish_checkpoints=False)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, headers=fuzz_headers) as client:
         resp = client.post(
             "/v1/models",
             data={"manifest": json.dumps(credit_manifest())},
