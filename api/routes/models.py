@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, UploadFile, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -76,7 +76,7 @@ def register(
 
 
 @router.get("", response_model=ModelList)
-def list_models(services: ServicesDep, name: str | None = None) -> ModelList:
+def list_models(services: ServicesDep, name: Annotated[str | None, Query(max_length=128)] = None) -> ModelList:
     with services.db.unit_of_work(write=False) as uow:
         records = uow.models.list(name=name)
     return ModelList(items=[model_public(r) for r in records])
