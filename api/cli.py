@@ -175,6 +175,7 @@ def cmd_models_register(args: argparse.Namespace, settings: Settings) -> int:
             artifact=Path(args.artifact).read_bytes(),
             background_rows=rows,
             background_from_csv=bool(args.background) and args.background.lower().endswith(".csv"),
+            allow_pickle=settings.allow_pickle,  # the operator, at the server, is the admin here
         )
     finally:
         services.close()
@@ -458,7 +459,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except Exception as exc:  # pydantic ValidationError: say which variable is wrong
-        print(f"rationale: invalid configuration: {exc}", file=sys.stderr)
+        from api.settings import describe_settings_error
+
+        print(f"rationale: invalid configuration:\n{describe_settings_error(exc)}", file=sys.stderr)
         return 2
     handler: Handler = args.handler
     try:

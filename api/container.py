@@ -67,7 +67,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, check_sche
         db=db,
         blobs=blobs,
         ledger=Ledger(clock=the_clock),
-        models=ModelCache(blobs=blobs, freeze_after_load=settings.gc_freeze),
+        models=ModelCache(
+            blobs=blobs, freeze_after_load=settings.gc_freeze, trusted_types=settings.extra_trusted_types
+        ),
         clock=the_clock,
         keyring=keyring,
     )

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.json_body import JsonBodyError
 from audit.errors import AuditError, EntryNotFoundError, NonCanonicalValueError, ProofError
 from explain.errors import (
     ArtifactError,
@@ -52,6 +53,7 @@ class ResourceNotFoundError(ApiError):
 
 # Most specific first: the first matching class wins.
 ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
+    (JsonBodyError, 422, "invalid_json"),
     (InvalidInputError, 422, "invalid_input"),
     (InvalidSchemaError, 422, "invalid_manifest"),
     (NonCanonicalValueError, 422, "invalid_input"),
@@ -70,6 +72,15 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
 ]
 
 
+class ErrorJSONResponse(JSONResponse):
+    """Error answers as ASCII JSON: a message quoting a client's bytes (a lone surrogate, say) still encodes."""
+
+    def render(self, content: Any) -> bytes:
+        import json
+
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
@@ -84,11 +95,28 @@ def classify(exc: BaseException) -> tuple[int, str, dict[str, Any]]:
     for cls, status, code in ERROR_TABLE:
         if isinstance(exc, cls):
             details: dict[str, Any] = {}
+            extra = getattr(exc, "details", None)
+            if isinstance(extra, dict):
+                details.update(extra)
             path = getattr(exc, "path", None)
             if path:
                 details["field"] = path
             return status, code, details
     return 500, "internal", {}
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only the first matching route's).
+
+    Asks the app's own routing, method by method, so included routers are covered without their internals."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def _loc_to_path(loc: tuple[Any, ...]) -> str:
@@ -112,28 +140,33 @@ def install_error_handlers(app: FastAPI) -> None:
             problems.append({"field": path, "message": str(err.get("msg", "invalid"))})
         first = problems[0] if problems else {"field": "body", "message": "invalid request"}
         details = {"field": first["field"], "problems": problems}
-        return JSONResponse(
+        return ErrorJSONResponse(
             status_code=422,
             content=error_body("invalid_request", f"{first['field']}: {first['message']}", details),
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(status_code=exc.status_code, content=error_body(code, str(exc.detail)))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return ErrorJSONResponse(
+            status_code=exc.status_code, content=error_body(code, str(exc.detail)), headers=headers
+        )
 
     async def _domain(request: Request, exc: Exception) -> JSONResponse:
         status, code, details = classify(exc)
         if status >= 500 and status != 503:
             log.error("error on %s %s", request.method, request.url.path, exc_info=exc)
-            return JSONResponse(status_code=500, content=error_body("internal", "internal server error"))
+            return ErrorJSONResponse(status_code=500, content=error_body("internal", "internal server error"))
         headers = {"Retry-After": "5"} if status == 503 else None
-        return JSONResponse(status_code=status, content=error_body(code, str(exc), details), headers=headers)
+        return ErrorJSONResponse(status_code=status, content=error_body(code, str(exc), details), headers=headers)
 
-    for base in (ApiError, ExplainError, StorageError, AuditError):
+    for base in (ApiError, ExplainError, StorageError, AuditError, JsonBodyError):
         app.add_exception_handler(base, _domain)  # type: ignore[arg-type]
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse(status_code=500, content=error_body("internal", "internal server error"))
+        return ErrorJSONResponse(status_code=500, content=error_body("internal", "internal server error"))

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.moments import Moment
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$"
 METHODS = ("shap", "lime", "anchors", "counterfactuals")
@@ -55,9 +57,6 @@ class ManifestIn(Strict):
     positive_class: str | None = None
     features: list[FeatureIn] = Field(min_length=1)
     format: ArtifactFormat | None = Field(default=None, description="detected from the bytes when omitted")
-    trust_unsafe_pickle: bool = Field(
-        default=False, description="load pickle/joblib artifacts, which can run arbitrary code"
-    )
     background: list[dict[str, Any]] | None = Field(
         default=None, description="background sample rows (raw features); or send a `background` file part"
     )
@@ -116,7 +115,7 @@ class DecisionCreate(Strict):
     inputs: dict[str, Any]
     output: dict[str, Any] | None = Field(default=None, description="the client's own output, checked for skew")
     subject_ref: str | None = Field(default=None, max_length=200)
-    occurred_at: datetime | None = None
+    occurred_at: Moment | None = None
     context: dict[str, Any] = Field(default_factory=dict)
     explain: list[Method] | None = Field(default=None, description="methods to run; model defaults if omitted")
 
@@ -213,7 +212,7 @@ class JobsCreated(BaseModel):
 class OutcomeCreate(Strict):
     label: str | None = None
     value: float | None = None
-    observed_at: datetime | None = None
+    observed_at: Moment | None = None
     context: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from audit.trust import VerifierKey, parse_verifier_keys
@@ -20,8 +22,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".rationale"), description="database file, blobs and signing keys")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
     origin: str = Field(default="rationale.local/ledger", description="checkpoint origin naming this deployment")
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8000, ge=1, le=65535)
 
     executor: Literal["local", "celery"] = "local"
     broker_url: str = "redis://127.0.0.1:6379/0"
@@ -98,12 +100,95 @@ class Settings(BaseSettings):
         """The keys configured in RATIONALE_TRUSTED_KEYS."""
         return parse_verifier_keys(self.trusted_keys)
 
+    # --- request limits and upload safety (issue #15, #14 item 6; README "Limits") ---------------------------
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="largest request body of every route but the uploads (413 above it)",
+    )
+    max_upload_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1024,
+        le=8 * 1024**3,
+        description="largest POST /v1/models body (artifact + manifest + background; 413 above it)",
+    )
+    allow_pickle: bool = Field(
+        default=False,
+        description="let admins register pickle/joblib artifacts, which run arbitrary code when loaded",
+    )
+    skops_trusted_types: str = Field(
+        default="",
+        description="comma-separated exact type names (module.Class) a skops artifact may hold besides the "
+        "built-in allow-list; never a module prefix",
+    )
+
     @field_validator("origin")
     @classmethod
     def _origin_is_one_line(cls, value: str) -> str:
-        if not value or "\n" in value or value != value.strip():
-            raise ValueError("origin must be a single non-empty line without surrounding spaces")
+        return check_origin(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_parses(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError) as exc:
+            raise ValueError(f"not a database URL ({exc})") from exc
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(f"the database must be sqlite or postgresql, not {url.get_backend_name()!r}")
         return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url_parses(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value)
+            _ = parts.port  # raises on a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"not a URL ({exc})") from exc
+        if parts.scheme not in ("redis", "rediss", "amqp", "amqps", "memory"):
+            raise ValueError(f"the broker URL scheme must be redis, rediss, amqp or memory, not {parts.scheme!r}")
+        return value
+
+    @field_validator("signing_key_file")
+    @classmethod
+    def _signing_key_is_readable(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        if not value.is_file():
+            raise ValueError(f"{value} is not a file")
+        if not os.access(value, os.R_OK):
+            raise ValueError(f"{value} is not readable by this user")
+        try:
+            key = serialization.load_pem_private_key(value.read_bytes(), password=None)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{value} is not an unencrypted PEM private key") from exc
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{value} holds a {type(key).__name__}, not an Ed25519 key")
+        return value
+
+    @field_validator("skops_trusted_types")
+    @classmethod
+    def _exact_type_names(cls, value: str) -> str:
+        for name in split_type_names(value):
+            if not _TYPE_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an exact type name such as sklearn.tree._tree.Tree (no prefixes)")
+        return value
+
+    @property
+    def extra_trusted_types(self) -> frozenset[str]:
+        return frozenset(split_type_names(self.skops_trusted_types))
 
     @property
     def effective_database_url(self) -> str:
@@ -118,3 +203,41 @@ class Settings(BaseSettings):
     @property
     def key_dir(self) -> Path:
         return self.data_dir / "keys"
+
+
+_TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+def split_type_names(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def check_origin(value: str) -> str:
+    """The origin is the first line of every checkpoint and the signing key's name in C2SP signed notes:
+    non-empty, printable, without Unicode spaces or '+' (https://c2sp.org/signed-note)."""
+    if not value:
+        raise ValueError("origin must not be empty")
+    if len(value) > 255:
+        raise ValueError("origin must be at most 255 characters")
+    if any(c.isspace() for c in value):
+        raise ValueError(f"origin {value!r} contains a space: a checkpoint origin cannot carry one")
+    if "+" in value:
+        raise ValueError(f"origin {value!r} contains '+': a C2SP key name cannot carry one")
+    if not value.isprintable():
+        raise ValueError(f"origin {value!r} contains a control character")
+    return value
+
+
+def describe_settings_error(exc: Exception) -> str:
+    """One line per bad RATIONALE_* variable, naming it, for the CLI's exit-code-2 message."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    lines = []
+    for error in exc.errors():
+        loc = error.get("loc") or ("?",)
+        variable = f"RATIONALE_{str(loc[0]).upper()}"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        given: Any = error.get("input")
+        shown = f" (got {given!r})" if isinstance(given, (str, int, float)) else ""
+        lines.append(f"{variable}: {message}{shown}")
+    return "\n".join(lines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ExplainError(Exception):
     """Base of every explain error."""
@@ -26,7 +28,14 @@ class InvalidSchemaError(ExplainError, ValueError):
 
 
 class ArtifactError(ExplainError):
-    """A model artifact cannot be loaded, is of an unknown format, or needs the trust flag."""
+    """A model artifact cannot be loaded, is of an unknown format, is refused as unsafe, or does not fit its
+    manifest. ``path`` names the field at fault (``artifact``, or a manifest path such as
+    ``features[3].name`` when the artifact disagrees with it); ``details`` says what the artifact has."""
+
+    def __init__(self, message: str, *, path: str = "artifact", details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.details: dict[str, Any] = dict(details or {})
 
 
 class UnsupportedModelError(ExplainError):

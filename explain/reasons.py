@@ -12,6 +12,7 @@ from typing import Any
 
 from explain.results import AnchorRule, Attributions, Counterfactuals, ExplanationResult
 from explain.schema import ModelSpec
+from explain.templates import usable_templates
 
 DEFAULT_TEMPLATES: dict[str, str] = {
     "reason_first": "{feature} of {value} {direction} the score for {target} the most.",
@@ -71,7 +72,7 @@ def reasons_for(
     templates: Mapping[str, str] | None = None,
     top: int = 3,
 ) -> Reasons:
-    t = {**DEFAULT_TEMPLATES, **(templates or {})}
+    t = {**DEFAULT_TEMPLATES, **usable_templates(templates)}  # a stored bad template falls back, never raises
     sentences: list[str] = []
     top_reasons: list[dict[str, Any]] = []
     if attributions is not None and isinstance(attributions.body, Attributions):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -11,7 +9,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from api.deps import ServicesDep
+from api.edge import JSON_STATE_KEY
 from api.errors import InvalidRequestError, ResourceNotFoundError
+from api.json_body import parse_json
+from api.params import CURSOR_PATTERN, DecisionIdPath, MomentQuery, parse_moment
 from api.presenters import decision_summary, decision_view_public, job_public
 from api.schemas import (
     DecisionBatch,
@@ -39,7 +40,10 @@ _BODY_SCHEMA: dict[str, Any] = {
         _create_schema,
         {
             "type": "object",
-            "properties": {"decisions": {"type": "array", "items": _create_schema, "minItems": 1}},
+            "properties": {
+                # maxItems is RATIONALE_MAX_BATCH_DECISIONS, set when the OpenAPI document is made
+                "decisions": {"type": "array", "items": _create_schema, "minItems": 1, "maxItems": 1000}
+            },
             "required": ["decisions"],
             "additionalProperties": False,
         },
@@ -48,11 +52,15 @@ _BODY_SCHEMA: dict[str, Any] = {
 
 
 async def _json_body(request: Request) -> Any:
+    """The body as the strict reader parsed it at the edge (api/edge.py), or parsed here when the edge left
+    it alone (a body sent under another content type)."""
+    state = request.scope.get("state") or {}
+    if JSON_STATE_KEY in state:
+        return state[JSON_STATE_KEY]
     raw = await request.body()
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError(f"request body is not valid JSON: {exc}", field="body") from exc
+    if not raw:
+        raise InvalidRequestError('the request body is empty: send a decision or {"decisions": [...]}', field="body")
+    return parse_json(raw)
 
 
 def _validated(model: type[DecisionCreate] | type[DecisionBatch], data: Any) -> Any:
@@ -108,30 +116,36 @@ async def create_decisions(request: Request, response: Response, services: Servi
 @router.get("", response_model=DecisionPage)
 def search_decisions(
     services: ServicesDep,
-    model: str | None = None,
-    subject_ref: str | None = None,
-    outcome: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    cursor: str | None = None,
+    model: Annotated[str | None, Query(max_length=300, description="name or name@version")] = None,
+    subject_ref: Annotated[str | None, Query(max_length=200)] = None,
+    outcome: Annotated[str | None, Query(max_length=200, description="the real outcome's label")] = None,
+    since: MomentQuery = None,
+    until: MomentQuery = None,
+    cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="a next_cursor from this API")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> DecisionPage:
     """Filtered search with keyset pagination: pass ``next_cursor`` back as ``cursor``."""
     query = searching.DecisionQuery(
-        model=model, subject_ref=subject_ref, outcome=outcome, since=since, until=until, cursor=cursor, limit=limit
+        model=model,
+        subject_ref=subject_ref,
+        outcome=outcome,
+        since=parse_moment(since, field="since") if since is not None else None,
+        until=parse_moment(until, field="until") if until is not None else None,
+        cursor=cursor,
+        limit=limit,
     )
     items, next_cursor = searching.search_decisions(services, query)
     return DecisionPage(items=[decision_summary(r) for r in items], next_cursor=next_cursor)
 
 
 @router.get("/{decision_id}", response_model=DecisionPublic)
-def get_decision(services: ServicesDep, decision_id: str) -> DecisionPublic:
+def get_decision(services: ServicesDep, decision_id: DecisionIdPath) -> DecisionPublic:
     """The decision, its explanations and jobs, and where it sits in the ledger."""
     return decision_view_public(read_decision(services, decision_id))
 
 
 @router.post("/{decision_id}/explanations", status_code=status.HTTP_202_ACCEPTED, response_model=JobsCreated)
-def add_explanations(services: ServicesDep, decision_id: str, body: ExplanationRequest) -> JobsCreated:
+def add_explanations(services: ServicesDep, decision_id: DecisionIdPath, body: ExplanationRequest) -> JobsCreated:
     """Queue more methods for a recorded decision; asking again for the same returns the same jobs."""
     jobs = request_explanations(
         services,
@@ -144,7 +158,9 @@ def add_explanations(services: ServicesDep, decision_id: str, body: ExplanationR
 
 
 @router.post("/{decision_id}/outcome", status_code=status.HTTP_201_CREATED, response_model=OutcomeRecorded)
-def add_outcome(services: ServicesDep, decision_id: str, body: OutcomeCreate, response: Response) -> OutcomeRecorded:
+def add_outcome(
+    services: ServicesDep, decision_id: DecisionIdPath, body: OutcomeCreate, response: Response
+) -> OutcomeRecorded:
     """Append the real outcome of a decision once it is known (delayed labels)."""
     result = record_outcome(services, decision_id=decision_id, body=body)
     if not result.created:

@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from api.deps import ServicesDep
 from api.errors import InvalidRequestError, ResourceNotFoundError
+from api.params import MAX_LEDGER_INDEX, LedgerIndexPath
 from audit.note import verifier_key
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
@@ -67,7 +68,7 @@ def latest_checkpoint(
 
 
 @router.get("/entries/{index}")
-def entry(services: ServicesDep, index: int) -> dict[str, Any]:
+def entry(services: ServicesDep, index: LedgerIndexPath) -> dict[str, Any]:
     """An entry's canonical bytes (base64) and leaf hash: hash the bytes yourself to check."""
     if index < 0:
         raise InvalidRequestError("index must be >= 0", field="index")
@@ -90,8 +91,10 @@ def _check_size(size: int, tree_size: int, field: str) -> None:
 @router.get("/proofs/inclusion")
 def inclusion_proof(
     services: ServicesDep,
-    index: Annotated[int, Query(ge=0)],
-    tree_size: Annotated[int | None, Query(ge=1, description="default: the latest checkpoint's size")] = None,
+    index: Annotated[int, Query(ge=0, le=MAX_LEDGER_INDEX)],
+    tree_size: Annotated[
+        int | None, Query(ge=1, le=MAX_LEDGER_INDEX, description="default: the latest checkpoint's size")
+    ] = None,
 ) -> dict[str, Any]:
     """RFC 9162 §2.1.3 inclusion proof of entry ``index`` in the tree of ``tree_size`` entries."""
     with services.db.unit_of_work(write=False) as uow:
@@ -118,8 +121,8 @@ def inclusion_proof(
 @router.get("/proofs/consistency")
 def consistency_proof(
     services: ServicesDep,
-    first: Annotated[int, Query(ge=1)],
-    second: Annotated[int, Query(ge=1)],
+    first: Annotated[int, Query(ge=1, le=MAX_LEDGER_INDEX)],
+    second: Annotated[int, Query(ge=1, le=MAX_LEDGER_INDEX)],
 ) -> dict[str, Any]:
     """RFC 9162 §2.1.4 consistency proof between the trees of ``first`` and ``second`` entries."""
     if first > second:

@@ -2,33 +2,45 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, UploadFile, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from api.deps import ServicesDep
 from api.errors import InvalidRequestError, ResourceNotFoundError
+from api.json_body import JsonBodyError, parse_json
+from api.params import NamePath
 from api.presenters import model_public, model_view_public
 from api.schemas import ManifestIn, ModelList, ModelVersionPublic
 from api.services import reading
 from api.services.models import parse_background_file, register_model
+from api.settings import Settings
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 def parse_manifest(text: str) -> ManifestIn:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequestError(f"manifest is not valid JSON: {exc.msg}", field="manifest") from exc
+    """The manifest through the strict JSON reader (duplicate keys, NaN, depth … name ``manifest.<path>``)."""
+    data = parse_json(text, where="manifest")
     try:
         return ManifestIn.model_validate(data)
     except ValidationError as exc:
         errors = [{**e, "loc": ("manifest", *e["loc"])} for e in exc.errors()]
         raise RequestValidationError(errors) from exc
+
+
+def upload_may_unpickle(settings: Settings, *, principal_is_admin: bool = False) -> bool:
+    """Pickle/joblib artifacts run arbitrary code when loaded: only when the operator set
+    RATIONALE_ALLOW_PICKLE=true AND the caller is admin (PRODUCT §3, issue #14 item 6). Never a request flag.
+    ``principal_is_admin`` defaults to False so a caller that forgets it is refused."""
+    return bool(settings.allow_pickle and principal_is_admin)
+
+
+# Until access control lands there are no roles: the operator's setting alone decides.
+# MERGE(access): replace with the route principal's role, ``principal.role == "admin"``.
+_PRINCIPAL_IS_ADMIN_UNTIL_ACCESS_LANDS = True
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelVersionPublic)
@@ -46,6 +58,8 @@ def register(
         raw = background.file.read()
         try:
             rows = parse_background_file(raw, background.filename)
+        except JsonBodyError:
+            raise
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidRequestError(f"background file cannot be read: {exc}", field="background") from exc
         from_csv = not (background.filename or "").lower().endswith(
@@ -57,17 +71,18 @@ def register(
         artifact=artifact.file.read(),
         background_rows=rows,
         background_from_csv=from_csv,
+        allow_pickle=upload_may_unpickle(services.settings, principal_is_admin=_PRINCIPAL_IS_ADMIN_UNTIL_ACCESS_LANDS),
     )
     return model_public(registration.record, leaf_hash=registration.leaf_hash, created=registration.created)
 
 
 @router.get("", response_model=ModelList)
-def list_models(services: ServicesDep, name: str | None = None) -> ModelList:
+def list_models(services: ServicesDep, name: Annotated[str | None, Query(max_length=128)] = None) -> ModelList:
     return ModelList(items=[model_view_public(v) for v in reading.list_models(services, name=name)])
 
 
 @router.get("/{name}/versions/{version}", response_model=ModelVersionPublic)
-def get_model(services: ServicesDep, name: str, version: str) -> ModelVersionPublic:
+def get_model(services: ServicesDep, name: NamePath, version: NamePath) -> ModelVersionPublic:
     view = reading.read_model(services, name, version)
     if view is None:
         raise ResourceNotFoundError(f"model {name}@{version} is not registered")

@@ -60,8 +60,16 @@ def load_background(blobs: BlobStore, sha256: str, spec: ModelSpec) -> Backgroun
 class ModelCache:
     """A small LRU of loaded model versions keyed by id; safe to call from many threads."""
 
-    def __init__(self, *, blobs: BlobStore, capacity: int = 16, freeze_after_load: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        blobs: BlobStore,
+        capacity: int = 16,
+        freeze_after_load: bool = False,
+        trusted_types: frozenset[str] = frozenset(),
+    ) -> None:
         self._blobs = blobs
+        self._trusted_types = trusted_types  # the operator's RATIONALE_SKOPS_TRUSTED_TYPES
         self._capacity = capacity
         self._freeze_after_load = freeze_after_load
         self._items: OrderedDict[int, LoadedModel] = OrderedDict()
@@ -96,6 +104,7 @@ class ModelCache:
             format=record.artifact_format,
             spec=spec,
             trust_pickle=record.trusted_pickle,
+            trusted_types=self._trusted_types,
         )
         background = load_background(self._blobs, record.background_sha256, spec)
         return LoadedModel(record=record, spec=spec, predictor=predictor, background=background)

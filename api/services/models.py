@@ -5,20 +5,21 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from api.container import Services
 from api.errors import InvalidRequestError
+from api.json_body import JsonBodyError, parse_json
 from api.schemas import ManifestIn
 from audit.canonical import canonical_bytes
 from audit.entry import parse_timestamp
 from audit.payloads import ModelRegistered
 from explain.artifacts import detect_format, load_predictor
-from explain.errors import ArtifactError, InvalidInputError
+from explain.errors import ArtifactError, InvalidInputError, InvalidSchemaError
 from explain.predictor import frame_from_rows
 from explain.schema import ModelSpec
+from explain.templates import check_templates
 from storage.errors import ConflictError
 from storage.records import ModelVersionRecord
 
@@ -39,13 +40,36 @@ def parse_background_file(data: bytes, filename: str | None) -> list[dict[str, A
     name = (filename or "").lower()
     stripped = text.lstrip()
     if name.endswith(".json") or stripped.startswith("["):
-        rows = json.loads(text)
+        rows = parse_json(text, where="background")
         if not isinstance(rows, list):
             raise InvalidRequestError("background JSON must be a list of rows", field="background")
         return rows
     if name.endswith(".jsonl") or stripped.startswith("{"):
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return [parse_json(line, where=f"background[{i}]") for i, line in enumerate(text.splitlines()) if line.strip()]
+    if "\x00" in text:
+        raise JsonBodyError("background", "the CSV contains U+0000, which is not stored")
     return list(csv.DictReader(io.StringIO(text)))
+
+
+def _manifest_spec(manifest: ManifestIn) -> ModelSpec:
+    """The feature schema, with every refusal naming its manifest path (``manifest.features[3].name``)."""
+    seen: dict[str, int] = {}
+    for i, feature in enumerate(manifest.features):
+        if feature.name in seen:
+            raise InvalidSchemaError(
+                f"manifest.features[{i}].name",
+                f"duplicate feature name {feature.name!r} (also manifest.features[{seen[feature.name]}])",
+            )
+        seen[feature.name] = i
+    try:
+        return ModelSpec.from_dict(manifest.model_dump(include={"task", "class_labels", "positive_class", "features"}))
+    except InvalidSchemaError as exc:
+        path = exc.path
+        for name, i in seen.items():  # explain names features by name; the client sent a list
+            if path == f"features.{name}" or path.startswith(f"features.{name}."):
+                path = f"features[{i}]" + path[len(f"features.{name}") :]
+                break
+        raise InvalidSchemaError(f"manifest.{path}", exc.reason) from exc
 
 
 def _coerce_csv_row(spec: ModelSpec, row: dict[str, Any]) -> dict[str, Any]:
@@ -77,16 +101,23 @@ def register_model(
     artifact: bytes,
     background_rows: list[dict[str, Any]] | None = None,
     background_from_csv: bool = False,
+    allow_pickle: bool = False,
 ) -> Registration:
-    """Register ``name@version``; same artifact and manifest again is a no-op, anything different a 409."""
-    spec = ModelSpec.from_dict(manifest.model_dump(include={"task", "class_labels", "positive_class", "features"}))
+    """Register ``name@version``; same artifact and manifest again is a no-op, anything different a 409.
+
+    ``allow_pickle``: load pickle/joblib artifacts (arbitrary code). The caller decides: the HTTP route passes
+    True only when the operator set RATIONALE_ALLOW_PICKLE and the caller is admin (PRODUCT §3). Every
+    refusal names its field: ``artifact``, or the manifest path the artifact disagrees with."""
+    spec = _manifest_spec(manifest)
+    check_templates(manifest.templates, path="manifest.templates")
     if not artifact:
         raise InvalidRequestError("the artifact is empty", field="artifact")
     fmt = manifest.format or detect_format(artifact)
-    if fmt in UNSAFE_FORMATS and not manifest.trust_unsafe_pickle:
+    if fmt in UNSAFE_FORMATS and not allow_pickle:
         raise ArtifactError(
-            f"{fmt} artifacts can execute arbitrary code when loaded; re-send with "
-            "manifest.trust_unsafe_pickle=true if you trust this file, or use skops"
+            f"{fmt} artifacts can execute arbitrary code when loaded: refused unless the operator sets "
+            "RATIONALE_ALLOW_PICKLE=true and an admin uploads it; use skops instead",
+            details={"format": fmt},
         )
     rows = background_rows if background_rows is not None else manifest.background
     if not rows:
@@ -98,7 +129,18 @@ def register_model(
     if background_from_csv:
         rows = [_coerce_csv_row(spec, r) for r in rows]
     clean_rows = spec.validate_rows(rows, path="background")
-    predictor = load_predictor(artifact, format=fmt, spec=spec, trust_pickle=manifest.trust_unsafe_pickle)
+    try:
+        predictor = load_predictor(
+            artifact,
+            format=fmt,
+            spec=spec,
+            trust_pickle=allow_pickle,
+            trusted_types=services.settings.extra_trusted_types,
+        )
+    except ArtifactError as exc:
+        if exc.path != "artifact":  # the artifact disagrees with the manifest: name the manifest's field
+            exc.path = f"manifest.{exc.path}"
+        raise
     try:
         predictor.predict_scores(frame_from_rows(spec, clean_rows[:16]))
     except Exception as exc:  # the artifact does not fit its own schema
@@ -107,7 +149,7 @@ def register_model(
     artifact_sha = hashlib.sha256(artifact).hexdigest()
     background_bytes = canonical_bytes(clean_rows)
     background_sha = hashlib.sha256(background_bytes).hexdigest()
-    stored_manifest = manifest.model_dump(mode="json", exclude={"background", "format", "trust_unsafe_pickle"})
+    stored_manifest = manifest.model_dump(mode="json", exclude={"background", "format"})
     stored_manifest["features"] = [f.to_dict() for f in spec.features]
     canonical_bytes(stored_manifest)  # refuses NaN/inf in metadata before anything is written
 
@@ -129,7 +171,7 @@ def register_model(
             artifact_format=fmt,
             background_sha256=background_sha,
             background_rows=len(clean_rows),
-            trusted_pickle=manifest.trust_unsafe_pickle,
+            trusted_pickle=fmt in UNSAFE_FORMATS,
             manifest=stored_manifest,
         )
         [entry] = services.ledger.append(uow.ledger, [payload.draft()])
@@ -141,7 +183,7 @@ def register_model(
             artifact_sha256=artifact_sha,
             artifact_format=fmt,
             background_sha256=background_sha,
-            trusted_pickle=manifest.trust_unsafe_pickle,
+            trusted_pickle=fmt in UNSAFE_FORMATS,
             ledger_index=entry.index,
             registered_at=parse_timestamp(entry.recorded_at),  # the entry's time, so the row can be checked
         )

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from api.container import Services
 from api.errors import InvalidRequestError
+from api.params import decode_cursor, encode_cursor, ordered
 from api.services.reading import LedgerPlace, SearchHit, bind_decision, bind_outcome, report_mismatches
 from audit.payloads import ModelRegistered, PayloadError
 from audit.rowcheck import parse_entry
@@ -37,14 +38,11 @@ def search_decisions(services: Services, query: DecisionQuery) -> tuple[list[Sea
 
     Raises InvalidRequestError naming the field for a foreign cursor or a time without a timezone.
     """
-    after: int | None = None
-    if query.cursor is not None:
-        if not query.cursor.isdigit():
-            raise InvalidRequestError("cursor must be a value returned as next_cursor", field="cursor")
-        after = int(query.cursor)
+    after = decode_cursor(query.cursor) if query.cursor is not None else None  # opaque, checksummed
     for name, moment in (("since", query.since), ("until", query.until)):
         if moment is not None and moment.tzinfo is None:
             raise InvalidRequestError(f"{name} must include a timezone, e.g. 2026-03-01T00:00:00Z", field=name)
+    ordered(query.since, query.until)
     with services.db.unit_of_work(write=False) as uow:
         model_ids = None
         if query.model is not None:
@@ -61,7 +59,7 @@ def search_decisions(services: Services, query: DecisionQuery) -> tuple[list[Sea
         )
         hits = _bind_page(uow, items)
     report_mismatches(services, [m for hit in hits for m in hit.mismatches])
-    return hits, str(next_seq) if next_seq is not None else None
+    return hits, encode_cursor(next_seq) if next_seq is not None else None
 
 
 def _bind_page(uow: UnitOfWork, items: list[DecisionRecord]) -> list[SearchHit]:

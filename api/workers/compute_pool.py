@@ -57,11 +57,12 @@ _ERRORS: dict[str, type[ExplainError]] = {
 class ComputePool:
     """A process pool for explanation batches; thread-safe; restarts itself after a child dies."""
 
-    def __init__(self, *, processes: int, blob_dir: Path) -> None:
+    def __init__(self, *, processes: int, blob_dir: Path, trusted_types: frozenset[str] = frozenset()) -> None:
         if processes < 1:
             raise ValueError("a compute pool needs at least one process")
         self.processes = processes
         self._blob_dir = blob_dir
+        self._trusted_types = trusted_types  # RATIONALE_SKOPS_TRUSTED_TYPES, for the children's model loads
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._stopped = False
@@ -125,7 +126,7 @@ class ComputePool:
                     # mid-flight, locks included
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_init_child,
-                    initargs=(str(self._blob_dir), os.getpid()),
+                    initargs=(str(self._blob_dir), os.getpid(), sorted(self._trusted_types)),
                 )
             return self._executor
 
@@ -142,13 +143,13 @@ class ComputePool:
 _models: Any = None  # the child's ModelCache
 
 
-def _init_child(blob_dir: str, parent_pid: int) -> None:
+def _init_child(blob_dir: str, parent_pid: int, trusted_types: list[str]) -> None:
     global _models
     _die_with(parent_pid)
     from api.services.model_cache import ModelCache
     from storage.blobs import BlobStore
 
-    _models = ModelCache(blobs=BlobStore(Path(blob_dir)))
+    _models = ModelCache(blobs=BlobStore(Path(blob_dir)), trusted_types=frozenset(trusted_types))
 
 
 def _die_with(parent_pid: int) -> None:

@@ -24,7 +24,15 @@ class LocalWorkerPool:
     def __init__(self, services: Services, *, threads: int, name: str = "local", processes: int | None = None) -> None:
         self.services = services
         processes = services.settings.explain_processes if processes is None else processes
-        self.compute = ComputePool(processes=processes, blob_dir=services.settings.blob_dir) if processes else None
+        self.compute = (
+            ComputePool(
+                processes=processes,
+                blob_dir=services.settings.blob_dir,
+                trusted_types=services.settings.extra_trusted_types,
+            )
+            if processes
+            else None
+        )
         compute = self.compute.explain if self.compute is not None else None
         self.runners = [JobRunner(services, owner=new_owner(f"{name}{i}"), compute=compute) for i in range(threads)]
         self._wake = threading.Event()

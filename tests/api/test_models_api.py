@@ -40,18 +40,16 @@ def test_same_version_same_artifact_is_idempotent_and_different_is_409(client, c
     assert ledger_size(client) == size
 
 
-def test_pickle_needs_the_loud_trust_flag(client, credit_pipeline):
+def test_pickle_is_refused_without_the_operator_setting(client, credit_pipeline):
+    """The old request flag is gone (tests/api/test_upload_safety.py has the attacks)."""
     artifact = pickle.dumps(credit_pipeline)
     manifest = credit_manifest(version="pickled", format="pickle")
     refused = client.post(
         "/v1/models", data={"manifest": json.dumps(manifest)}, files={"artifact": ("m.pkl", artifact)}
     )
     assert refused.status_code == 422
-    assert "trust_unsafe_pickle" in refused.json()["error"]["message"]
+    assert "RATIONALE_ALLOW_PICKLE" in refused.json()["error"]["message"]
     assert ledger_size(client) == 0
-    manifest["trust_unsafe_pickle"] = True
-    ok = client.post("/v1/models", data={"manifest": json.dumps(manifest)}, files={"artifact": ("m.pkl", artifact)})
-    assert ok.status_code == 201, ok.text
 
 
 def test_bad_manifests_name_the_field(client, credit_artifact):
@@ -59,7 +57,7 @@ def test_bad_manifests_name_the_field(client, credit_artifact):
         ({"task": "clustering"}, "manifest.task"),
         ({"features": []}, "manifest.features"),
         ({"surprise": 1}, "manifest.surprise"),
-        ({"class_labels": ["only-one"]}, "class_labels"),
+        ({"class_labels": ["only-one"]}, "manifest.class_labels"),
     ]
     for change, field in cases:
         manifest = {**credit_manifest(), **change}
