@@ -162,7 +162,7 @@ def test_the_cli_refuses_a_bad_trusted_keys_variable_and_a_bad_key_flag(tmp_path
     result = subprocess.run(
         [sys.executable, "-m", "api.cli", "verify"], env=env, capture_output=True, text=True, timeout=120
     )
-    assert result.returncode == 2 and "trusted_keys" in result.stderr and "example+1234+abc" in result.stderr
+    assert result.returncode == 2 and "RATIONALE_TRUSTED_KEYS" in result.stderr and "example+1234+abc" in result.stderr
     env.pop("RATIONALE_TRUSTED_KEYS")
     result = subprocess.run(
         [sys.executable, "-m", "api.cli", "verify", "--key", "nope"],
