@@ -168,50 +168,51 @@ class _Walk:
         pending = iter(checkpoints)
         next_cp = next(pending, None)
         sha256 = hashlib.sha256
-        tails: dict[tuple[str, str], bytes] = {}
         position = 0
+        push, completed, rotation = self.stack.push, self.completed, ROTATION_TYPE
+        last_stamp: str | None = None
+        last_type: str | None = None
+        tail = b""
         for start in range(0, size, self.batch):
             end = min(size, start + self.batch)
             self.table = "ledger_entries"
-            for entry in store.iter_range(start, end):
-                self.position = position
-                if entry.index != position:
-                    raise _fail("entry", position, f"entry {position} is missing (found {entry.index} in its place)")
-                canonical = entry.canonical
-                if not canonical.startswith(b'{"index":%d,"payload":' % position):
-                    raise _fail("entry", position, f"entry {position}: its bytes do not carry index {position}")
-                if sha256(b"\x00" + canonical).digest() != entry.leaf_hash:
-                    raise _fail("entry", position, f"entry {position}: stored bytes do not hash to its leaf hash")
-                tail = tails.get((entry.recorded_at, entry.type))
-                if tail is None:
-                    if len(tails) > 4096:
-                        tails.clear()
-                    tail = b"".join(
-                        (
-                            b',"recorded_at":',
-                            _json_string(entry.recorded_at),
-                            b',"type":',
-                            _json_string(entry.type),
-                            b"}",
+            try:
+                for entry in store.iter_range(start, end):
+                    if entry.index != position:
+                        raise _fail(
+                            "entry", position, f"entry {position} is missing (found {entry.index} in its place)"
                         )
-                    )
-                    tails[(entry.recorded_at, entry.type)] = tail
-                if not canonical.endswith(tail):
-                    raise _fail(
-                        "entry", position, f"entry {position}: its type or recorded_at column differs from its bytes"
-                    )
-                if entry.type == ROTATION_TYPE:
-                    problem = self.trust.apply(entry)
-                    if problem:
-                        raise _fail("entry", position, problem)
-                self.stack.push(entry.leaf_hash, self.completed)
-                position += 1
-                self.position = position
-                while next_cp is not None and next_cp.tree_size == position:
-                    self._check_nodes()
-                    self._check_checkpoint(next_cp)
-                    self.table = "ledger_entries"
-                    next_cp = next(pending, None)
+                    canonical = entry.canonical
+                    if not canonical.startswith(b'{"index":%d,"payload":' % position):
+                        raise _fail("entry", position, f"entry {position}: its bytes do not carry index {position}")
+                    leaf = entry.leaf_hash
+                    if sha256(b"\x00" + canonical).digest() != leaf:
+                        raise _fail("entry", position, f"entry {position}: stored bytes do not hash to its leaf hash")
+                    stamp, kind = entry.recorded_at, entry.type
+                    if stamp != last_stamp or kind != last_type:  # entries of one append share both
+                        last_stamp, last_type = stamp, kind
+                        tail = b"".join(
+                            (b',"recorded_at":', _json_string(stamp), b',"type":', _json_string(kind), b"}")
+                        )
+                    if not canonical.endswith(tail):
+                        message = f"entry {position}: its type or recorded_at column differs from its bytes"
+                        raise _fail("entry", position, message)
+                    if kind == rotation:
+                        problem = self.trust.apply(entry)
+                        if problem:
+                            raise _fail("entry", position, problem)
+                    push(leaf, completed)
+                    position += 1
+                    while next_cp is not None and next_cp.tree_size == position:
+                        self.position = position
+                        self._check_nodes()
+                        self._check_checkpoint(next_cp)
+                        self.table = "ledger_entries"
+                        next_cp = next(pending, None)
+            except BaseException:
+                self.position = position  # where the walk stopped, for the report
+                raise
+            self.position = position
             if position != end:
                 raise _fail("entry", position, f"entry {position} is missing")
             self._check_nodes()
