@@ -104,7 +104,8 @@ def _json_string(text: str) -> bytes:
     return canonical_bytes(text)
 
 
-def _never() -> datetime:
+def _unused_clock() -> datetime:
+    """The prover only reads the tree; a Ledger needs a clock for appends it will not make."""
     return datetime.now(UTC)
 
 
@@ -146,7 +147,7 @@ class _Walk:
         self.stack = _Stack()
         self.completed: dict[tuple[int, int], bytes] = {}
         self.previous: OpenedCheckpoint | None = None
-        self.prover = Ledger(clock=_never)
+        self.prover = Ledger(clock=_unused_clock)
 
     def report(self, failure: Failure) -> VerificationReport:
         return VerificationReport(False, self.position, self.checked_cps, None, failure, self.trusted_texts())
@@ -167,50 +168,51 @@ class _Walk:
         pending = iter(checkpoints)
         next_cp = next(pending, None)
         sha256 = hashlib.sha256
-        tails: dict[tuple[str, str], bytes] = {}
         position = 0
+        push, completed, rotation = self.stack.push, self.completed, ROTATION_TYPE
+        last_stamp: str | None = None
+        last_type: str | None = None
+        tail = b""
         for start in range(0, size, self.batch):
             end = min(size, start + self.batch)
             self.table = "ledger_entries"
-            for entry in store.iter_range(start, end):
-                self.position = position
-                if entry.index != position:
-                    raise _fail("entry", position, f"entry {position} is missing (found {entry.index} in its place)")
-                canonical = entry.canonical
-                if not canonical.startswith(b'{"index":%d,"payload":' % position):
-                    raise _fail("entry", position, f"entry {position}: its bytes do not carry index {position}")
-                if sha256(b"\x00" + canonical).digest() != entry.leaf_hash:
-                    raise _fail("entry", position, f"entry {position}: stored bytes do not hash to its leaf hash")
-                tail = tails.get((entry.recorded_at, entry.type))
-                if tail is None:
-                    if len(tails) > 4096:
-                        tails.clear()
-                    tail = b"".join(
-                        (
-                            b',"recorded_at":',
-                            _json_string(entry.recorded_at),
-                            b',"type":',
-                            _json_string(entry.type),
-                            b"}",
+            try:
+                for entry in store.iter_range(start, end):
+                    if entry.index != position:
+                        raise _fail(
+                            "entry", position, f"entry {position} is missing (found {entry.index} in its place)"
                         )
-                    )
-                    tails[(entry.recorded_at, entry.type)] = tail
-                if not canonical.endswith(tail):
-                    raise _fail(
-                        "entry", position, f"entry {position}: its type or recorded_at column differs from its bytes"
-                    )
-                if entry.type == ROTATION_TYPE:
-                    problem = self.trust.apply(entry)
-                    if problem:
-                        raise _fail("entry", position, problem)
-                self.stack.push(entry.leaf_hash, self.completed)
-                position += 1
-                self.position = position
-                while next_cp is not None and next_cp.tree_size == position:
-                    self._check_nodes()
-                    self._check_checkpoint(next_cp)
-                    self.table = "ledger_entries"
-                    next_cp = next(pending, None)
+                    canonical = entry.canonical
+                    if not canonical.startswith(b'{"index":%d,"payload":' % position):
+                        raise _fail("entry", position, f"entry {position}: its bytes do not carry index {position}")
+                    leaf = entry.leaf_hash
+                    if sha256(b"\x00" + canonical).digest() != leaf:
+                        raise _fail("entry", position, f"entry {position}: stored bytes do not hash to its leaf hash")
+                    stamp, kind = entry.recorded_at, entry.type
+                    if stamp != last_stamp or kind != last_type:  # entries of one append share both
+                        last_stamp, last_type = stamp, kind
+                        tail = b"".join(
+                            (b',"recorded_at":', _json_string(stamp), b',"type":', _json_string(kind), b"}")
+                        )
+                    if not canonical.endswith(tail):
+                        message = f"entry {position}: its type or recorded_at column differs from its bytes"
+                        raise _fail("entry", position, message)
+                    if kind == rotation:
+                        problem = self.trust.apply(entry)
+                        if problem:
+                            raise _fail("entry", position, problem)
+                    push(leaf, completed)
+                    position += 1
+                    while next_cp is not None and next_cp.tree_size == position:
+                        self.position = position
+                        self._check_nodes()
+                        self._check_checkpoint(next_cp)
+                        self.table = "ledger_entries"
+                        next_cp = next(pending, None)
+            except BaseException:
+                self.position = position  # where the walk stopped, for the report
+                raise
+            self.position = position
             if position != end:
                 raise _fail("entry", position, f"entry {position} is missing")
             self._check_nodes()
@@ -312,10 +314,11 @@ class _Walk:
         signers = ed25519_signers(checkpoint.note)
         if not signers or "no signature by a known key" not in str(exc):
             return str(exc)
-        self.table = "signing_keys"
-        keys = self.store.keys()
+        try:  # the keys table only helps name the signer; a damaged one is reported at the end of the walk
+            keys = self.store.keys()
+        except CorruptRowError:
+            keys = []
         stored = {(k.name, k.key_id): k for k in keys}
-        self.table = "ledger_checkpoints"
         names = []
         for name, kid in signers:
             key = stored.get((name, kid))

@@ -184,3 +184,13 @@ def test_a_tampered_tree_node_is_reported(logged, keyring):
     store.nodes[(2, 1)] = b"\x00" * 32
     report = verify_ledger(store, anchors=anchors(keyring))
     assert not report.ok and report.failure.what == "tree" and report.failure.position == 4
+
+
+@pytest.mark.parametrize("index", [0, 4])
+@pytest.mark.parametrize(("entry_type", "recorded_at"), [("", ""), ("x", "2026-03-03T12:00:00.000000Z"), ("t", "")])
+def test_type_and_recorded_at_columns_must_say_what_the_bytes_say(logged, keyring, index, entry_type, recorded_at):
+    _, store = logged
+    store.entries[index] = dataclasses.replace(store.entries[index], type=entry_type, recorded_at=recorded_at)
+    report = verify_ledger(store, anchors=anchors(keyring))
+    assert not report.ok and report.failure.position == index and report.failure.table == "ledger_entries"
+    assert "type or recorded_at column differs" in report.failure.message
