@@ -1,7 +1,8 @@
 """Ledger speed on SQLite and PostgreSQL, next to a plain INSERT of the same rows, in one run:
-appends/s (group commit), full verification rate, inclusion- and consistency-proof time at large sizes.
+appends/s (group commit), full verification rate, full verification with every row checked against its entry
+(decisions recorded through the service layer, rows included), inclusion- and consistency-proof time.
 
-    .venv/bin/python bench/ledger.py [--appends N] [--sizes 1000000,10000000] [--postgres URL]
+    .venv/bin/python bench/ledger.py [--appends N] [--row-decisions N] [--sizes 1000000,10000000] [--postgres URL]
 
 PostgreSQL runs in a scratch database created and dropped here.
 """
