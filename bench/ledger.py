@@ -1,9 +1,10 @@
 """Ledger speed on SQLite and PostgreSQL, next to a plain INSERT of the same rows, in one run:
-appends/s (group commit), full verification rate, inclusion- and consistency-proof time at large sizes,
-and the witness round trip (a `rationale witness serve` process over loopback HTTP).
+appends/s (group commit), full verification rate, full verification with every row checked against its entry
+(decisions recorded through the service layer, rows included), inclusion- and consistency-proof time at large
+sizes, and the witness round trip (a `rationale witness serve` process over loopback HTTP).
 
-    .venv/bin/python bench/ledger.py [--appends N] [--sizes 1000000,10000000] [--postgres URL]
-                                     [--witness-rounds N]
+    .venv/bin/python bench/ledger.py [--appends N] [--row-decisions N] [--sizes 1000000,10000000]
+                                     [--postgres URL] [--witness-rounds N] [--witness-only]
 
 PostgreSQL runs in a scratch database created and dropped here.
 """

@@ -10,10 +10,10 @@ from api.errors import InvalidRequestError
 from api.params import decode_cursor, encode_cursor, ordered
 from api.services.reading import LedgerPlace, SearchHit, bind_decision, bind_outcome, report_mismatches
 from audit.payloads import ModelRegistered, PayloadError
-from audit.rowcheck import parse_entry
+from audit.rowcheck import RowMismatch, parse_entry
 from storage.db import UnitOfWork
 from storage.records import DecisionRecord
-from storage.rowscan import outcome_rows, read_entries
+from storage.rowscan import decision_candidates, leaf_hashes, outcome_rows, read_entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,9 @@ def search_decisions(services: Services, query: DecisionQuery) -> tuple[list[Sea
 
 
 def _bind_page(uow: UnitOfWork, items: list[DecisionRecord]) -> list[SearchHit]:
+    """Check a page's rows against their entries. The database compares the decision rows with their entries
+    first (storage.rowscan.decision_candidates, the prefilter `verify` uses); only the rows it cannot vouch
+    for are read back and compared in Python, so an honest page costs one more query, not a parse per row."""
     if not items:
         return []
     outcomes = outcome_rows(uow.session, [r.decision_id for r in items])
@@ -72,19 +75,27 @@ def _bind_page(uow: UnitOfWork, items: list[DecisionRecord]) -> list[SearchHit]:
         model = uow.models.get_by_id(model_id)
         if model is not None:
             model_indexes[model_id] = model.ledger_index
-    indexes = [r.ledger_index for r in items] + [int(o["ledger_index"]) for o in outcomes.values()]
-    entries = read_entries(uow.session, indexes + list(model_indexes.values()))
+    models = read_entries(uow.session, list(model_indexes.values()))
     for model_id, index in model_indexes.items():
-        entry = entries.get(index)
+        entry = models.get(index)
         parsed = parse_entry(index, entry.canonical) if entry is not None else None
         try:
             model_refs[model_id] = ModelRegistered.from_payload(parsed.payload).ref if parsed else None
         except PayloadError:
             model_refs[model_id] = None
+    known = {k: v for k, v in model_refs.items() if v is not None}
+    suspects = decision_candidates(uow.session, known, seqs=[r.seq for r in items])
+    doubtful = [r.ledger_index for r in items if suspects is None or r.seq in suspects]
+    entries = read_entries(uow.session, doubtful + [int(o["ledger_index"]) for o in outcomes.values()])
+    leaves = leaf_hashes(uow.session, [r.ledger_index for r in items])
     hits: list[SearchHit] = []
     for row in items:
-        entry = entries.get(row.ledger_index)
-        record, found = bind_decision(row, entry, model_ref=model_refs.get(row.model_version_id))
+        record: DecisionRecord = row
+        found: tuple[RowMismatch, ...] = ()
+        if suspects is None or row.seq in suspects:
+            record, found = bind_decision(
+                row, entries.get(row.ledger_index), model_ref=model_refs.get(row.model_version_id)
+            )
         outcome_row = outcomes.get(row.decision_id)
         outcome_place: LedgerPlace | None = None
         if outcome_row is not None:
@@ -94,6 +105,6 @@ def _bind_page(uow: UnitOfWork, items: list[DecisionRecord]) -> list[SearchHit]:
             record = replace(record, outcome=outcome)
             if outcome_entry is not None:
                 outcome_place = LedgerPlace(outcome_entry.index, outcome_entry.leaf_hash.hex())
-        leaf = entry.leaf_hash.hex() if entry is not None else None
-        hits.append(SearchHit(record, leaf, found, outcome_place))
+        leaf = leaves.get(row.ledger_index)
+        hits.append(SearchHit(record, leaf.hex() if leaf is not None else None, found, outcome_place))
     return hits
