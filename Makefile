@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check explain audit api storage tests bench
-	$(VENV)/bin/ruff format --check explain audit api storage tests bench
+	$(VENV)/bin/ruff check explain audit api storage tests bench rationale
+	$(VENV)/bin/ruff format --check explain audit api storage tests bench rationale
 
 typecheck: install
 	$(VENV)/bin/mypy

@@ -75,4 +75,7 @@ def create_app(
     for router in (health.router, models.router, decisions.router, jobs.router, ledger.router, exports.router):
         app.include_router(router)
     app.include_router(review_pages.router)
+    from api.routes import analytics  # data-scientist toolkit (issue #18)
+
+    app.include_router(analytics.router)
     return app
