@@ -78,4 +78,5 @@ def create_app(
     from api.routes import analytics  # data-scientist toolkit (issue #18)
 
     app.include_router(analytics.router)
+    app.include_router(analytics.decisions_router)
     return app

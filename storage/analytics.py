@@ -158,6 +158,9 @@ class AnalyticsQueries:
         columns = [DecisionRow.inputs[f].as_float() for f in features]
         return self._stream_columns(select(*columns).where(*_where(window)), features)
 
+    def count(self, window: Window) -> int:
+        return int(self.session.execute(select(func.count()).where(*_where(window))).scalar_one())
+
     def category_counts(self, window: Window, feature: str) -> dict[str, int]:
         value = DecisionRow.inputs[feature].as_string()
         rows = self.session.execute(select(value, func.count()).where(*_where(window)).group_by(value)).all()
@@ -166,8 +169,12 @@ class AnalyticsQueries:
     def attributions(self, window: Window, features: Sequence[str]) -> dict[str, np.ndarray]:
         """SHAP values per feature of the window's decisions (succeeded explanations), streamed in chunks."""
         columns = [ExplanationRow.body[("result", "values", f)].as_float() for f in features]
-        query = select(*columns).join(ExplanationRow, ExplanationRow.decision_id == DecisionRow.decision_id)
-        query = query.where(*_where(window), *_explained())
+        query = (
+            select(*columns)
+            .select_from(DecisionRow)
+            .join(ExplanationRow, ExplanationRow.decision_id == DecisionRow.decision_id)
+            .where(*_where(window), *_explained())
+        )
         return self._stream_columns(query, features)
 
     def importance(self, window: Window, features: Sequence[str], unit: Bucket) -> list[tuple[Any, ...]]:
@@ -176,6 +183,7 @@ class AnalyticsQueries:
         means = [func.avg(func.abs(ExplanationRow.body[("result", "values", f)].as_float())) for f in features]
         query = (
             select(DecisionRow.model_version_id, bucket, func.count(), *means)
+            .select_from(DecisionRow)
             .join(ExplanationRow, ExplanationRow.decision_id == DecisionRow.decision_id)
             .where(*_where(window), *_explained())
             .group_by(DecisionRow.model_version_id, bucket)
@@ -190,6 +198,7 @@ class AnalyticsQueries:
         columns = [ExplanationRow.body[("result", "values", f)].as_float() for f in features]
         query = (
             select(DecisionRow.seq, DecisionRow.decision_id, DecisionRow.model_ref, DecisionRow.occurred_at, *columns)
+            .select_from(DecisionRow)
             .join(ExplanationRow, ExplanationRow.decision_id == DecisionRow.decision_id)
             .where(*_where(window), *_explained())
         )
