@@ -29,6 +29,10 @@ from rationale.errors import RationaleError, UnavailableError, error_for
 
 __all__ = ["Client", "DriftReport"]
 
+_CLASSIFICATION = ("accuracy", "precision", "recall", "roc_auc", "brier", "expected_calibration_error")
+_REGRESSION = ("mae", "rmse", "bias")
+_ESTIMATED = ("accuracy", "precision", "recall", "roc_auc")
+
 
 @dataclass(frozen=True)
 class DriftReport:
@@ -366,13 +370,17 @@ class Client:
             f"/v1/models/{model}/performance",
             params=_params(version=version, since=since, until=until, bucket=bucket),
         )
+        regression = raw["task"] == "regression"
+        figures = {
+            "realised": _REGRESSION if regression else _CLASSIFICATION,
+            "estimated": () if regression else _ESTIMATED,
+        }
         rows = []
         for r in raw["rows"]:
             row = {k: r[k] for k in ("version", "bucket", "decisions", "with_outcome", "missing_outcomes")}
-            for part in ("realised", "estimated"):
-                for key, value in (r[part] or {}).items():
-                    if key != "calibration":
-                        row[f"{part}_{key}"] = value
+            for part, keys in figures.items():
+                for key in keys:
+                    row[f"{part}_{key}"] = (r[part] or {}).get(key)
             rows.append(row)
         frame = pd.DataFrame(rows)
         frame.attrs.update(task=raw["task"], positive_class=raw["positive_class"])
