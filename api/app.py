@@ -79,4 +79,7 @@ def create_app(
 
     app.include_router(analytics.router)
     app.include_router(analytics.decisions_router)
+    from api.review import model_page
+
+    app.include_router(model_page.router)
     return app
