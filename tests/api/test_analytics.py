@@ -200,3 +200,50 @@ def test_fairness_matches_fairlearn_on_the_decisions(
         assert resp.json()["error"]["details"]["field"] == field
     assert client.get("/v1/models/nope/drift").status_code == 404
     assert client.get("/v1/models/credit/fairness").status_code == 422
+
+
+def test_regression_performance_and_refusals(client: TestClient, services: Services) -> None:
+    import json
+
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from explain.artifacts import dump_skops
+    from explain.samples import make_credit_frame
+    from tests.api.helpers import credit_manifest
+
+    frame, _ = make_credit_frame(400, seed=4)
+    features = [f for f in credit_manifest()["features"] if f["name"] != "loan_amount"]
+    names = [f["name"] for f in features]
+    categorical = [f["name"] for f in features if f["type"] == "category"]
+    prep = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), categorical)], remainder="passthrough")
+    model = Pipeline([("prep", prep), ("gbm", GradientBoostingRegressor(n_estimators=20, random_state=0))])
+    model.fit(frame[names], frame["loan_amount"])
+    background = frame[names].head(40).to_dict(orient="records")
+    manifest = {"name": "amount", "version": "1", "task": "regression", "features": features, "background": background}
+    resp = client.post(
+        "/v1/models", data={"manifest": json.dumps(manifest)}, files={"artifact": ("m.skops", dump_skops(model))}
+    )
+    assert resp.status_code == 201, resp.text
+    rows = frame[names].head(40).to_dict(orient="records")
+    decisions = [
+        {"decision_id": f"amt-{i}", "model": "amount@1", "inputs": r, "occurred_at": START.isoformat(), "explain": []}
+        for i, r in enumerate(rows)
+    ]
+    recorded = client.post("/v1/decisions", json={"decisions": decisions}).json()["decisions"]
+    truth = frame["loan_amount"].head(30).tolist()
+    for i, value in enumerate(truth):
+        assert client.post(f"/v1/decisions/amt-{i}/outcome", json={"value": value}).status_code == 201
+    perf = client.get("/v1/models/amount/performance", params={"bucket": "all"}).json()
+    [row] = perf["rows"]
+    predicted = [d["output"]["value"] for d in recorded[:30]]
+    assert row["missing_outcomes"] == 10 and row["with_outcome"] == 30 and row["estimated"] is None
+    assert row["realised"]["mae"] == pytest.approx(mean_absolute_error(truth, predicted))
+    assert row["realised"]["rmse"] == pytest.approx(mean_squared_error(truth, predicted) ** 0.5)
+    refused = client.get("/v1/models/amount/fairness", params={"group": "housing"})
+    assert refused.status_code == 422 and refused.json()["error"]["details"]["field"] == "name"
+    drift = client.get("/v1/models/amount/drift").json()  # one window against itself: no drift, no SHAP yet
+    assert all(i["statistic"] in (0.0, None) for i in drift["inputs"]) and drift["reference"]["explained"] == 0

@@ -126,3 +126,24 @@ def test_refused_deployments_write_nothing(client: TestClient, credit_artifact: 
             assert body["details"]["field"] == field, body
     assert ledger_size(client) == size
     assert client.get("/v1/models/nope/timeline").status_code == 404
+
+
+def test_toolkit_endpoints_are_in_the_openapi_document_with_typed_responses(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    expected = {
+        ("/v1/models/{name}/deployments", "post"): "DeploymentRecorded",
+        ("/v1/models/{name}/timeline", "get"): "Timeline",
+        ("/v1/models/{name}/drift", "get"): "Drift",
+        ("/v1/models/{name}/importance", "get"): "Importance",
+        ("/v1/models/{name}/performance", "get"): "Performance",
+        ("/v1/models/{name}/fairness", "get"): "Fairness",
+        ("/v1/models/{name}/attributions", "get"): "AttributionPage",
+        ("/v1/decisions/{decision_id}/replay", "post"): "ReplayPublic",
+    }
+    for (path, method), schema in expected.items():
+        responses = spec["paths"][path][method]["responses"]
+        ok = responses["201" if method == "post" and path.endswith("deployments") else "200"]
+        assert ok["content"]["application/json"]["schema"]["$ref"].endswith("/" + schema), path
+        assert schema in spec["components"]["schemas"]
+    drift = spec["components"]["schemas"]["InputDrift"]["properties"]
+    assert {"psi", "js_distance", "statistic", "p_value"} <= set(drift)
