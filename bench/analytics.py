@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -170,8 +171,7 @@ def fill(url: str, tmp: Path, n: int) -> float:
         if done % 100_000 == 0:
             print(f"  {url.split(':')[0]}: {done:,} decisions stored", file=sys.stderr, flush=True)
     if services.db.dialect == "postgresql":
-        with services.db.engine.connect() as conn:
-            conn.exec_driver_sql("COMMIT")
+        with services.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE")
     else:
         with services.db.engine.connect() as conn:
@@ -267,6 +267,7 @@ def main() -> None:
                 print(f"  {kind}: {figure} {table[-1][3]}", file=sys.stderr, flush=True)
         finally:
             drop()
+            shutil.rmtree(tmp, ignore_errors=True)
     print(
         f"{args.decisions:,} decisions with SHAP explanations stored; windows of {args.window:,} decisions "
         f"({os.cpu_count()} cores)"

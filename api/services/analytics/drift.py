@@ -77,18 +77,22 @@ def compute_drift(
     cur = scope.window(current.versions, current.since, current.until, field="current_version")
     features = scope.features([scope.by_id(i) for i in (*ref.version_ids, *cur.version_ids)])
     numeric = [f.name for f in features if f.numeric]
+    categorical = [f.name for f in features if not f.numeric]
     with services.db.unit_of_work(write=False) as uow:
         queries = AnalyticsQueries(uow.session)
         counts = (queries.count(ref), queries.count(cur))
         inputs: list[InputDrift] = []
-        values = (queries.numeric_inputs(ref, numeric), queries.numeric_inputs(cur, numeric))
+        (ref_numbers, ref_counts), (cur_numbers, cur_counts) = (
+            queries.inputs(ref, numeric, categorical),
+            queries.inputs(cur, numeric, categorical),
+        )
         for feature in features:
             if feature.numeric:
-                r, c = values[0][feature.name], values[1][feature.name]
+                r, c = ref_numbers[feature.name], cur_numbers[feature.name]
                 shift = numeric_shift(r, c, bins=bins)
                 sizes = (len(r), len(c))
             else:
-                rc, cc = queries.category_counts(ref, feature.name), queries.category_counts(cur, feature.name)
+                rc, cc = ref_counts[feature.name], cur_counts[feature.name]
                 shift = categorical_shift(rc, cc)
                 sizes = (sum(rc.values()), sum(cc.values()))
             inputs.append(
@@ -103,7 +107,7 @@ def compute_drift(
                     *sizes,
                 )
             )
-        del values
+        del ref_numbers, cur_numbers
         names = [f.name for f in features]
         attributions = (queries.attributions(ref, names), queries.attributions(cur, names))
     explained = (

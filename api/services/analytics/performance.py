@@ -11,18 +11,21 @@ Rows are streamed from the database in chunks and reduced per (version, bucket).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from api.container import Services
 from api.errors import InvalidRequestError
 from api.services.analytics.scope import load_scope
 from api.services.analytics.stats import finite
 from storage.analytics import AnalyticsQueries, Bucket
+
+CLASSIFICATION_COLUMNS = ("version_id", "bucket", "predicted", "score", "scores", "outcome")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,53 +95,63 @@ def compute_performance(
 ) -> Performance:
     scope = load_scope(services, name)
     window = scope.window(versions, since, until)
-    groups: dict[tuple[int, str], list[tuple[Any, ...]]] = {}
     regression = scope.task == "regression"
     positive = scope.positive_class
     if not regression and scope.task == "binary" and positive is None:
         raise InvalidRequestError("the model names no class labels", field="name")
+    names = ("version_id", "bucket", "predicted", "outcome") if regression else CLASSIFICATION_COLUMNS
+    parts: list[pd.DataFrame] = []
     with services.db.unit_of_work(write=False) as uow:
         queries = AnalyticsQueries(uow.session)
         chunks = (
             queries.regression_rows(window, unit=bucket)
             if regression
-            else queries.classification_rows(window, positive=positive or "", unit=bucket)
+            else queries.classification_rows(
+                window, positive=positive or "", unit=bucket, scores=scope.task == "multiclass"
+            )
         )
         for chunk in chunks:
-            for row in chunk:
-                groups.setdefault((int(row[0]), str(row[1])), []).append(row[2:])
+            if chunk:
+                parts.append(pd.DataFrame(dict(zip(names, chunk, strict=True))))
     rows = []
-    for (version_id, label), values in sorted(groups.items()):
-        version = scope.by_id(version_id).version
-        if regression:
-            rows.append(_regression_row(version, label, values))
-        elif scope.task == "binary":
-            rows.append(_binary_row(version, label, values, positive or "", calibration_bins))
-        else:
-            rows.append(_multiclass_row(version, label, values, calibration_bins))
-        values.clear()
+    if parts:
+        frame = pd.concat(parts, ignore_index=True)
+        del parts
+        for (version_id, label), group in frame.groupby(["version_id", "bucket"], sort=True):
+            version = scope.by_id(int(str(version_id))).version
+            if regression:
+                rows.append(_regression_row(version, str(label), group))
+            elif scope.task == "binary":
+                rows.append(_binary_row(version, str(label), group, positive or "", calibration_bins))
+            else:
+                rows.append(_multiclass_row(version, str(label), group, calibration_bins))
     return Performance(model=name, task=scope.task, positive_class=positive, bucket=bucket, rows=rows)
 
 
-def _regression_row(version: str, bucket: str, values: list[tuple[Any, ...]]) -> PerformanceRow:
-    data = np.array([(v[0], np.nan if v[1] is None else v[1]) for v in values], dtype=float).reshape(-1, 2)
-    known = data[~np.isnan(data[:, 1])]
+def _floats(column: pd.Series) -> np.ndarray:
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+
+
+def _regression_row(version: str, bucket: str, group: pd.DataFrame) -> PerformanceRow:
+    predicted, outcome = _floats(group["predicted"]), _floats(group["outcome"])
+    has = ~np.isnan(outcome)
     realised = None
-    if len(known):
-        error = known[:, 0] - known[:, 1]
+    if has.any():
+        error = predicted[has] - outcome[has]
         realised = Realised(
             mae=finite(np.mean(np.abs(error))),
             rmse=finite(np.sqrt(np.mean(error**2))),
             bias=finite(np.mean(error)),
         )
-    return PerformanceRow(version, bucket, len(data), len(known), len(data) - len(known), realised, None)
+    n, known = len(group), int(has.sum())
+    return PerformanceRow(version, bucket, n, known, n - known, realised, None)
 
 
-def _binary_row(version: str, bucket: str, values: list[tuple[Any, ...]], positive: str, bins: int) -> PerformanceRow:
-    predicted_pos = np.array([v[0] == positive for v in values], dtype=bool)
-    score = np.array([np.nan if v[1] is None else v[1] for v in values], dtype=float)
-    has = np.array([v[3] is not None for v in values], dtype=bool)
-    actual_pos = np.array([v[3] == positive for v in values], dtype=bool)
+def _binary_row(version: str, bucket: str, group: pd.DataFrame, positive: str, bins: int) -> PerformanceRow:
+    predicted_pos = (group["predicted"] == positive).to_numpy(dtype=bool)
+    score = _floats(group["score"])
+    has = group["outcome"].notna().to_numpy(dtype=bool)
+    actual_pos = (group["outcome"] == positive).to_numpy(dtype=bool)
     confidence = np.where(predicted_pos, score, 1 - score)
     estimated = Estimated(
         accuracy=finite(np.nanmean(confidence)) if len(score) else None,
@@ -165,20 +178,21 @@ def _binary_row(version: str, bucket: str, values: list[tuple[Any, ...]], positi
             expected_calibration_error=ece,
             calibration=table,
         )
-    n = len(values)
+    n = len(group)
     return PerformanceRow(version, bucket, n, int(has.sum()), n - int(has.sum()), realised, estimated)
 
 
-def _multiclass_row(version: str, bucket: str, values: list[tuple[Any, ...]], bins: int) -> PerformanceRow:
-    predicted = [v[0] for v in values]
-    confidence = np.array([float((v[2] or {}).get(v[0], np.nan)) for v in values], dtype=float)
-    has = np.array([v[3] is not None for v in values], dtype=bool)
-    estimated = Estimated(accuracy=finite(np.nanmean(confidence)) if len(values) else None)
+def _multiclass_row(version: str, bucket: str, group: pd.DataFrame, bins: int) -> PerformanceRow:
+    predicted = group["predicted"].tolist()
+    scores = [json.loads(d) if isinstance(d, str) else (d or {}) for d in group["scores"]]  # SQLite: JSON text
+    confidence = np.array([float(d.get(p, np.nan)) for d, p in zip(scores, predicted, strict=True)], dtype=float)
+    has = group["outcome"].notna().to_numpy(dtype=bool)
+    estimated = Estimated(accuracy=finite(np.nanmean(confidence)) if len(predicted) else None)
     realised = None
     if has.any():
         from sklearn.metrics import precision_score, recall_score
 
-        y = [v[3] for v, h in zip(values, has, strict=True) if h]
+        y = group["outcome"][has].astype(str).tolist()
         p = [x for x, h in zip(predicted, has, strict=True) if h]
         correct = np.array([a == b for a, b in zip(y, p, strict=True)], dtype=float)
         table, ece = _calibration(confidence[has], correct, bins)
@@ -189,7 +203,7 @@ def _multiclass_row(version: str, bucket: str, values: list[tuple[Any, ...]], bi
             expected_calibration_error=ece,
             calibration=table,
         )
-    n = len(values)
+    n = len(group)
     return PerformanceRow(version, bucket, n, int(has.sum()), n - int(has.sum()), realised, estimated)
 
 
