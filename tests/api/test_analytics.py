@@ -13,6 +13,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.special import rel_entr
 from scipy.stats import chi2_contingency, ks_2samp
 
+import storage.analytics
 from api.container import Services
 from explain.samples import credit_spec
 from tests.api.analytics_data import START, Scenario, build_scenario, decisions_of
@@ -40,10 +41,18 @@ def _psi(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sum(rel_entr(q, p) + rel_entr(p, q)))  # symmetrised KL = sum (q - p) ln(q / p)
 
 
-def test_drift_between_versions_matches_scipy(client: TestClient, services: Services, scenario: Scenario) -> None:
+def test_drift_between_versions_matches_scipy(
+    client: TestClient, services: Services, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
     resp = client.get("/v1/models/credit/drift", params={"reference_version": "1", "current_version": "2"})
     assert resp.status_code == 200, resp.text
     drift = resp.json()
+    monkeypatch.setattr(storage.analytics, "CHUNK", 7)  # many chunks, the last one short: the same figures
+    versions = {"reference_version": "1", "current_version": "2"}
+    assert client.get("/v1/models/credit/drift", params=versions).json() == drift
+    perf = client.get("/v1/models/credit/performance").json()
+    monkeypatch.setattr(storage.analytics, "CHUNK", 20_000)
+    assert client.get("/v1/models/credit/performance").json() == perf
     assert drift["reference"]["decisions"] == drift["current"]["decisions"] == scenario.per_version
     assert drift["reference"]["explained"] == scenario.per_version
     one, two = decisions_of(services, "1"), decisions_of(services, "2")
