@@ -70,6 +70,10 @@ def render_model_pdf(overview: ModelOverview, *, now: datetime) -> bytes:
             styles["Normal"],
         ),
         Paragraph("Which version was live when", styles["Heading2"]),
+        *[
+            Paragraph(f"Integrity check failed: {e(problem)}. Shown: what the ledger entries say.", styles["Normal"])
+            for problem in t.integrity_problems
+        ],
         Paragraph(
             f"Live now: {e(t.live_version or 'no deployment recorded')}. Decisions made by a version that was not "
             f"live at the time: {t.decisions_while_not_live}.",

@@ -111,6 +111,7 @@ def test_model_page_shows_timeline_importance_drift_performance_fairness(page: A
     assert page.inner_text("#not-live-count") == "1"
     assert "late-v1" in page.inner_text(".not-live[data-version='1']")
     assert page.locator("#live-periods rect.period").count() == 2
+    assert page.locator(".integrity-problem").count() == 0
     kinds = page.locator("#timeline-events tr.event td:nth-child(2)").all_inner_texts()
     assert kinds[0] == "deploy" and "first decision" in kinds
 
@@ -191,3 +192,15 @@ def test_report_model_writes_html_and_pdf(site: Site, tmp_path: Path) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and ".html or .pdf" in bad.stderr
+
+
+def test_an_edited_deployment_row_is_shown_as_a_failure(page: Any, site: Site) -> None:
+    """Last in the module: it edits the database behind the application's back."""
+    from sqlalchemy import text
+
+    with site.services.db.engine.begin() as conn:
+        conn.execute(text("UPDATE deployments SET reason = 'nothing to see' WHERE version = '2'"))
+    page.goto("/review/models/credit")
+    problems = page.locator(".integrity-problem").all_inner_texts()
+    assert len(problems) == 1 and "does not match its entry" in problems[0] and "nothing to see" in problems[0]
+    assert "logistic model" in page.inner_text("#timeline-events")  # the entry's reason, not the row's

@@ -147,3 +147,55 @@ def test_toolkit_endpoints_are_in_the_openapi_document_with_typed_responses(clie
         assert schema in spec["components"]["schemas"]
     drift = spec["components"]["schemas"]["InputDrift"]["properties"]
     assert {"psi", "js_distance", "statistic", "p_value"} <= set(drift)
+
+
+def test_an_edited_deployment_row_is_named_and_the_entry_is_served(
+    client: TestClient, services: Any, credit_artifact: bytes
+) -> None:
+    """An insider with write access to the database rewrites the deployments index to hide that version 2
+    was ever live; the timeline serves what the ledger entries say and names every row that disagrees."""
+    from sqlalchemy import text
+
+    _register(client, credit_artifact, "1")
+    _register(client, credit_artifact, "2")
+    assert _deploy(client, "1", 0).status_code == 201
+    assert _deploy(client, "2", 4).status_code == 201
+    honest = client.get("/v1/models/credit/timeline").json()
+    assert honest["integrity_problems"] == []
+    edits = [
+        "version = '1'",
+        "reason = 'routine'",
+        "action = 'rollback'",
+        "effective_at = effective_at + INTERVAL '1 day'"
+        if services.db.dialect == "postgresql"
+        else "effective_at = '2026-03-06 00:00:00.000000'",
+    ]
+    for edit in edits:
+        with services.db.engine.begin() as conn:
+            conn.execute(text(f"UPDATE deployments SET {edit} WHERE version = '2' OR reason = 'deploy 2'"))
+        forged = client.get("/v1/models/credit/timeline").json()
+        assert len(forged["integrity_problems"]) == 1, edit
+        assert "ledger index" in forged["integrity_problems"][0]
+        assert forged["live_version"] == "2" and forged["events"] == honest["events"], edit
+        with services.db.engine.begin() as conn:  # put the row back for the next edit
+            conn.execute(
+                text("DELETE FROM deployments WHERE ledger_index = :i"), {"i": honest["events"][-1]["ledger_index"]}
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO deployments (model_name, version, model_version_id, action, reason, effective_at,"
+                    " ledger_index, recorded_at) SELECT model_name, '2', model_version_id + 1, 'deploy', 'deploy 2',"
+                    " :at, :i, recorded_at FROM deployments WHERE version = '1'"
+                ),
+                {
+                    "at": datetime(2026, 3, 5, tzinfo=UTC)
+                    if services.db.dialect == "postgresql"
+                    else "2026-03-05 00:00:00.000000",
+                    "i": honest["events"][-1]["ledger_index"],
+                },
+            )
+        assert client.get("/v1/models/credit/timeline").json()["integrity_problems"] == []
+    with services.db.engine.begin() as conn:
+        conn.execute(text("UPDATE deployments SET ledger_index = 0 WHERE version = '2'"))  # points at another entry
+    problems = client.get("/v1/models/credit/timeline").json()["integrity_problems"]
+    assert len(problems) == 1 and "not a model.deployment" in problems[0]

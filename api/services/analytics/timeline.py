@@ -9,15 +9,17 @@ occurred. Until the first deployment is recorded nothing is known to be live, so
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from api.container import Services
 from api.errors import InvalidRequestError
 from api.services.analytics.scope import load_scope
-from audit.deployment_payload import DeploymentPayload
+from audit.deployment_payload import DeploymentPayload, DeploymentPayloadError
 from audit.entry import EntryDraft, format_timestamp, parse_timestamp
+from audit.errors import EntryNotFoundError
 from storage.analytics import AnalyticsQueries, DeploymentRecord, Interval
 from storage.errors import ConflictError
 
@@ -78,6 +80,7 @@ class Timeline:
     events: list[TimelineEvent]
     versions: list[VersionActivity]
     decisions_while_not_live: int
+    integrity_problems: list[str] = field(default_factory=list)  # deployment rows that disagree with entries
 
 
 def record_deployment(
@@ -102,7 +105,7 @@ def record_deployment(
     with services.db.unit_of_work() as uow:
         uow.ledger.lock_and_size()  # one deployment of any model at a time: the checks below stay true
         queries = AnalyticsQueries(uow.session)
-        history = queries.deployments(name)
+        history, _ = verified_history(uow, name)  # the checks below rest on the entries, not the rows
         last = history[-1] if history else None
         if last is not None and moment < last.effective_at:
             raise ConflictError(
@@ -156,11 +159,57 @@ def live_periods(history: list[DeploymentRecord]) -> dict[str, list[LivePeriod]]
     return periods
 
 
+def verified_history(uow: Any, name: str) -> tuple[list[DeploymentRecord], list[str]]:
+    """The model's deployments as their ledger entries say (rows are an index, the entry is the record),
+    and a sentence for every row that disagrees with its entry. A row whose entry cannot be read as a
+    deployment of this model is left out of the history and named."""
+    history: list[DeploymentRecord] = []
+    problems: list[str] = []
+    for row in AnalyticsQueries(uow.session).deployments(name):
+        where = f"deployment row at ledger index {row.ledger_index}"
+        try:
+            document = json.loads(uow.ledger.read(row.ledger_index).canonical)
+        except (EntryNotFoundError, ValueError):
+            problems.append(f"{where}: no readable entry at that index")
+            continue
+        if document.get("type") != DeploymentPayload.ENTRY_TYPE:
+            problems.append(f"{where}: the entry there is not a {DeploymentPayload.ENTRY_TYPE} entry")
+            continue
+        try:
+            payload = DeploymentPayload.from_dict(document["payload"])
+        except (DeploymentPayloadError, TypeError, KeyError):
+            problems.append(f"{where}: the entry's payload is not a deployment payload")
+            continue
+        if payload.model != name:
+            problems.append(f"{where}: the entry deploys model {payload.model!r}")
+            continue
+        record = DeploymentRecord(
+            model_name=payload.model,
+            version=payload.version,
+            model_version_id=row.model_version_id,
+            action=payload.action,
+            reason=payload.reason,
+            effective_at=parse_timestamp(payload.effective_at),
+            ledger_index=row.ledger_index,
+            recorded_at=parse_timestamp(str(document["recorded_at"])),
+        )
+        differs = [
+            f"{field} is {getattr(row, field)!r} in the row, {getattr(record, field)!r} in the entry"
+            for field in ("version", "action", "reason", "effective_at")
+            if getattr(row, field) != getattr(record, field)
+        ]
+        if differs:
+            problems.append(f"{where} does not match its entry: " + "; ".join(differs))
+        history.append(record)
+    history.sort(key=lambda d: (d.effective_at, d.ledger_index))
+    return history, problems
+
+
 def build_timeline(services: Services, name: str) -> Timeline:
     scope = load_scope(services, name)
     with services.db.unit_of_work(write=False) as uow:
         queries = AnalyticsQueries(uow.session)
-        history = queries.deployments(name)
+        history, problems = verified_history(uow, name)
         periods = live_periods(history)
         activity: list[VersionActivity] = []
         for record in scope.versions:
@@ -208,4 +257,5 @@ def build_timeline(services: Services, name: str) -> Timeline:
         events=events,
         versions=activity,
         decisions_while_not_live=sum(a.decisions_while_not_live for a in activity),
+        integrity_problems=problems,
     )
