@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check explain audit api storage tests bench
-	$(VENV)/bin/ruff format --check explain audit api storage tests bench
+	$(VENV)/bin/ruff check explain audit api storage tests bench rationale
+	$(VENV)/bin/ruff format --check explain audit api storage tests bench rationale
 
 typecheck: install
 	$(VENV)/bin/mypy
@@ -43,6 +43,7 @@ bench: install
 	$(PY) bench/throughput.py
 	$(PY) bench/export.py
 	$(PY) bench/lookup.py
+	$(PY) bench/analytics.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

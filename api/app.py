@@ -13,8 +13,9 @@ from api.edge import RequestEdge
 from api.errors import install_error_handlers
 from api.heap import freeze_long_lived
 from api.openapi_errors import install_openapi_errors
+from api.review import model_page
 from api.review import pages as review_pages
-from api.routes import decisions, exports, health, jobs, ledger, models
+from api.routes import analytics, decisions, exports, health, jobs, ledger, models
 from api.settings import Settings
 from api.workers.local_pool import LocalWorkerPool
 
@@ -87,6 +88,9 @@ def create_app(
     for router in (health.router, models.router, decisions.router, jobs.router, ledger.router, exports.router):
         app.include_router(router)
     app.include_router(review_pages.router)
+    app.include_router(analytics.router)  # data-scientist toolkit (issue #18)
+    app.include_router(analytics.decisions_router)
+    app.include_router(model_page.router)
     app.add_middleware(RequestEdge)  # body limits, strict JSON, query parameters (issue #15)
     install_openapi_errors(app, default_batch_limit=Settings.model_fields["max_batch_decisions"].default)
     return app

@@ -321,6 +321,33 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings, decisions=args.decisions, serve=not args.no_serve, host=args.host, port=args.port)
 
 
+def cmd_report_model(args: argparse.Namespace, settings: Settings) -> int:
+    """The model page as a file: HTML or PDF by the --out suffix."""
+    from api.model_report import render_model_html, render_model_pdf
+    from api.services.analytics.overview import build_overview
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".pdf"):
+        print("rationale: --out must end in .html or .pdf", file=sys.stderr)
+        return 2
+    services = _services(settings)
+    try:
+        overview = build_overview(
+            services, args.name, since=_moment(args.since), until=_moment(args.until), group=args.group
+        )
+        now = services.clock()
+        data = (
+            render_model_pdf(overview, now=now)
+            if out.suffix.lower() == ".pdf"
+            else render_model_html(overview, now=now)
+        )
+    finally:
+        services.close()
+    out.write_bytes(data)
+    print(f"wrote {out} ({len(data):,} bytes)")
+    return 0
+
+
 def _moment(text: str | None) -> datetime | None:
     """A command-line date/time; UTC when it names no offset."""
     if text is None:
@@ -446,6 +473,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(handler=cmd_demo)
+    p = sub.add_parser("report", help="human reports")
+    rsub = p.add_subparsers(dest="report_command", required=True, metavar="KIND")
+    rep = rsub.add_parser(
+        "model", help="one model: live versions, importance, drift, performance with estimate, fairness"
+    )
+    rep.add_argument("name", help="model name")
+    rep.add_argument("--since", default=None, help="decisions from (YYYY-MM-DD or ISO date-time; UTC if no offset)")
+    rep.add_argument("--until", default=None, help="decisions before (YYYY-MM-DD or ISO date-time)")
+    rep.add_argument("--group", default=None, help="fairness: feature or context key (first categorical feature)")
+    rep.add_argument("--out", required=True, help="FILE.html or FILE.pdf")
+    rep.set_defaults(handler=cmd_report_model)
     return parser
 
 

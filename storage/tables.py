@@ -183,3 +183,20 @@ class SigningKeyRow(Base):
 
 
 APPEND_ONLY_TABLES = ("ledger_entries", "ledger_nodes", "ledger_checkpoints", "signing_keys")
+
+
+class DeploymentRow(Base):
+    """Index of the ``model.deployment`` ledger entries (migration 0006_toolkit)."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (Index("ix_deployments_model", "model_name", "effective_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(128))
+    model_version_id: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    effective_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ledger_index: Mapped[int] = mapped_column(BigInteger)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
