@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(default=0.5, gt=0)
     max_queue_depth: int = Field(default=50_000, ge=1, description="above this, decisions report back-pressure")
     max_batch_decisions: int = Field(default=1000, ge=1, description="largest POST /v1/decisions batch")
+    intake_max_group: int = Field(
+        default=256, ge=1, description="most single-decision requests recorded in one transaction (group commit)"
+    )
+    intake_window_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=50,
+        description="under concurrent load, wait at most this long for a group as large as the last one "
+        "(a lone request never waits)",
+    )
 
     gc_freeze: bool = Field(
         default=True,
