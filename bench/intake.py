@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
-from bench.throughput import _database, _free_port
-
+POSTGRES_ADMIN = os.environ.get("RATIONALE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 FEATURES = ("x0", "x1", "x2", "x3", "x4")
 
 
@@ -60,11 +62,39 @@ def model_and_manifest() -> tuple[bytes, dict[str, Any], list[dict[str, float]]]
     return dump_skops(model), manifest, rows
 
 
-def floor_app(artifact: bytes, manifest: dict[str, Any]) -> Any:
-    """The same validation (request model, feature schema) and predict as Rationale, and nothing recorded."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
+
+def _database(kind: str, tmp: Path) -> tuple[str, Callable[[], None]]:
+    """A fresh, migrated database and a function that drops it (as in bench/throughput.py)."""
+    from storage.db import Database
+
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp}/intake.db"
+        drop: Callable[[], None] = lambda: None  # noqa: E731 - the temporary directory goes anyway
+    else:
+        import psycopg
+
+        name = f"rationale_bench_intake_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = f"{POSTGRES_ADMIN.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+
+        def drop() -> None:
+            with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    db = Database.from_url(url)
+    db.upgrade()
+    db.dispose()
+    return url, drop
+
+
+def floor_app(artifact: bytes, manifest: dict[str, Any]) -> FastAPI:
+    """The same validation (request model, feature schema) and predict as Rationale, and nothing recorded."""
     from api.schemas import DecisionCreate
     from explain.artifacts import load_predictor
     from explain.predictor import frame_from_rows
@@ -143,9 +173,9 @@ def drive(port: int, rows: list[dict[str, float]], *, clients: int, seconds: flo
                 break
             conn.request("POST", "/v1/decisions", body=body, headers={"Content-Type": "application/json"})
             resp = conn.getresponse()
-            resp.read()
+            answer = resp.read()
             if resp.status != 201:
-                errors.append(f"{resp.status}")
+                errors.append(f"{resp.status} {answer[:300]!r}")
                 break
             mine.append(time.perf_counter() - began)
             k += 1
@@ -194,8 +224,7 @@ def run(seconds: float, client_counts: list[int]) -> list[tuple[str, int, dict[s
     def floor(port: int) -> subprocess.Popen[bytes]:
         command = [
             sys.executable,
-            "-m",
-            "bench.intake",
+            str(Path(__file__).resolve()),
             "--serve-floor",
             str(port),
             str(tmp / "m.skops"),

@@ -47,6 +47,7 @@ log = logging.getLogger("rationale.intake")
 
 DEFAULT_MAX_GROUP = 256
 DEFAULT_WINDOW_MS = 2.0
+MODELS_KEPT = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,9 @@ class Intake:
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # model versions are immutable once registered: the writer keeps those it has resolved, instead of
+        # a read transaction per group (a few entries; unknown references are never kept)
+        self._loaded_by_ref: dict[str, LoadedModel] = {}
         self.groups = 0  # counters for tests and the bench: how many groups, how many requests in them
         self.requests = 0
 
@@ -141,7 +145,9 @@ class Intake:
         live = [(item, f) for item, f in group if f.set_running_or_notify_cancel()]
         if not live:
             return
-        loaded_by_ref: dict[str, LoadedModel] = {}
+        if len(self._loaded_by_ref) > MODELS_KEPT:
+            self._loaded_by_ref.clear()
+        loaded_by_ref = self._loaded_by_ref
         prepared: list[PreparedDecision] = []
         owners: list[concurrent.futures.Future[Recorded]] = []
         for item, future in live:
