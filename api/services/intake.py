@@ -31,6 +31,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from api.container import Services
 from api.schemas import DecisionCreate
@@ -42,6 +43,7 @@ from api.services.decisions import (
     record_prepared,
 )
 from api.services.model_cache import LoadedModel
+from storage.errors import ConflictError
 
 log = logging.getLogger("rationale.intake")
 
@@ -160,12 +162,28 @@ class Intake:
             return
         try:
             outputs = predict_outputs(prepared)
-            results, depth = record_prepared(self.services, prepared, outputs, isolate=True, read_depth=True)
+            self._commit(prepared, outputs, owners)
+        except ConflictError:
+            # another API process recorded one of these ids between our look-up and our insert (PostgreSQL):
+            # nothing of the group was written; record one by one, so only that request sees the other's record
+            for p, output, future in zip(prepared, outputs, owners, strict=True):
+                try:
+                    self._commit([p], [output], [future])
+                except Exception as exc:
+                    future.set_exception(exc)
         except Exception as exc:  # nothing of the group was committed: every request in it fails
             log.warning("intake group of %d failed: %s", len(prepared), type(exc).__name__)
             for future in owners:
                 future.set_exception(exc)
-            return
+
+    def _commit(
+        self,
+        prepared: list[PreparedDecision],
+        outputs: list[dict[str, Any]],
+        owners: list[concurrent.futures.Future[Recorded]],
+    ) -> None:
+        """One transaction for the group; each request is answered only once it committed."""
+        results, depth = record_prepared(self.services, prepared, outputs, isolate=True, read_depth=True)
         assert depth is not None
         for future, result in zip(owners, results, strict=True):
             if isinstance(result, RecordedDecision):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from api.app import create_app
 from api.container import Services
@@ -247,4 +248,65 @@ def test_a_killed_server_loses_no_acknowledged_decision(services, settings: Sett
     assert len(acknowledged) >= 200
     assert set(acknowledged) <= stored, f"lost acknowledged decisions: {sorted(set(acknowledged) - stored)[:5]}"
     assert ledger_size >= len(acknowledged)
+    assert verify_whole_ledger(services, quiet=True) == 0
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite's one writer leaves no such race
+def test_a_race_with_another_process_fails_only_the_request_it_concerns(services, credit_artifact):
+    """Another API process records the same decision_id between this group's look-up and its insert: the
+    group is retried one by one, so the racing request gets that record (200) and the others are recorded."""
+    from sqlalchemy import text
+
+    from api.schemas import DecisionCreate
+    from api.services.decisions import record_batch
+    from storage.ledger_store import APPEND_LOCK_KEY
+
+    _register(services, credit_artifact)
+    rows = applicant_rows(2)
+    race, innocent = _decision("race", rows[0]), _decision("innocent", rows[1])
+
+    def append_waiters() -> int:
+        with services.db.engine.connect() as conn:
+            query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            return int(conn.execute(text(query)).scalar_one())
+
+    def wait_for_waiters(n: int) -> None:
+        for _ in range(3000):
+            if append_waiters() >= n:
+                return
+            time.sleep(0.01)
+        raise AssertionError("the writers never queued on the append lock")
+
+    answers: list[Any] = []
+    with services.db.engine.connect() as holder:  # holds the ledger's append lock: both writers queue on it
+        holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": APPEND_LOCK_KEY})
+        other = threading.Thread(  # the other process: looks "race" up (absent), then waits for the lock
+            target=lambda: record_batch(services, [DecisionCreate.model_validate(race)], path="")
+        )
+        other.start()
+        wait_for_waiters(1)
+
+        async def group() -> list[Any]:
+            intake = Intake(services)
+            tasks = [asyncio.ensure_future(intake.submit(DecisionCreate.model_validate(b))) for b in (race, innocent)]
+            while intake.pending() < 2:
+                await asyncio.sleep(0.001)
+            intake.start()  # one group: looks both up (absent), then waits for the lock behind the other
+            try:
+                return list(await asyncio.gather(*tasks, return_exceptions=True))
+            finally:
+                intake.stop()
+
+        runner = threading.Thread(target=lambda: answers.extend(asyncio.run(group())))
+        runner.start()
+        wait_for_waiters(2)
+        holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": APPEND_LOCK_KEY})
+        holder.commit()
+        other.join(60)
+        runner.join(60)
+    raced, recorded = answers
+    assert not isinstance(raced, Exception), raced
+    assert raced.decision.created is False  # the other process's record, same body: idempotent
+    assert not isinstance(recorded, Exception), recorded
+    assert recorded.decision.created is True
     assert verify_whole_ledger(services, quiet=True) == 0
