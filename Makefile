@@ -44,6 +44,7 @@ bench: install
 	$(PY) bench/export.py
 	$(PY) bench/lookup.py
 	$(PY) bench/analytics.py
+	$(PY) bench/intake.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -62,11 +62,17 @@ def create_app(
 
             dispatcher = CeleryDispatcher(svc.settings, svc)
             dispatcher.start(sweep_seconds=max(1.0, svc.settings.lease_seconds / 4))
+        from api.services.intake import Intake
+
+        intake = Intake(svc, max_group=svc.settings.intake_max_group, window_ms=svc.settings.intake_window_ms)
+        intake.start()
+        app.state.intake = intake
         if svc.settings.gc_freeze:
             freeze_long_lived()
         try:
             yield
         finally:
+            intake.stop()
             if dispatcher is not None:
                 dispatcher.stop()
             if publisher is not None:

@@ -36,10 +36,25 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=32, ge=1, description="jobs explained in one vectorised call")
     batch_window_ms: int = Field(default=20, ge=0, description="wait this long to fill a batch")
+    method_batch_sizes: dict[str, int] = Field(
+        default_factory=lambda: {"anchors": 2, "counterfactuals": 2},
+        description="jobs per micro-batch by method (JSON), overriding batch_size: small for the methods that "
+        "explain row by row, so that a burst is shared by every worker",
+    )
     lease_seconds: float = Field(default=120.0, gt=0, description="a claimed job returns to the queue after this")
     poll_seconds: float = Field(default=0.5, gt=0)
     max_queue_depth: int = Field(default=50_000, ge=1, description="above this, decisions report back-pressure")
     max_batch_decisions: int = Field(default=1000, ge=1, description="largest POST /v1/decisions batch")
+    intake_max_group: int = Field(
+        default=256, ge=1, description="most single-decision requests recorded in one transaction (group commit)"
+    )
+    intake_window_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=50,
+        description="under concurrent load, wait at most this long for a group as large as the last one "
+        "(a lone request never waits)",
+    )
 
     gc_freeze: bool = Field(
         default=True,
@@ -122,6 +137,10 @@ class Settings(BaseSettings):
         description="comma-separated exact type names (module.Class) a skops artifact may hold besides the "
         "built-in allow-list; never a module prefix",
     )
+
+    def batch_size_for(self, method: str) -> int:
+        """The micro-batch size of one method: its own if set, else ``batch_size``."""
+        return max(1, self.method_batch_sizes.get(method, self.batch_size))
 
     @field_validator("origin")
     @classmethod

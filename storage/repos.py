@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -177,11 +177,13 @@ class JobRepository:
         method: str | None = None,
         model_version_id: int | None = None,
         job_ids: Sequence[str] | None = None,
+        limit_for: Callable[[str], int] | None = None,
     ) -> list[JobRecord]:
         """Lease up to ``limit`` claimable jobs sharing one model version and method (a micro-batch).
 
         Claimable: queued, or running with a lapsed lease (its worker died). PostgreSQL skips rows other
         workers are claiming right now; SQLite writers are serialized by BEGIN IMMEDIATE.
+        ``limit_for(method)`` lowers the limit once the batch's method is known (per-method batch sizes).
         """
         claimable = or_(JobRow.state == "queued", and_(JobRow.state == "running", JobRow.lease_expires_at < now))
         postgres = self.session.get_bind().dialect.name == "postgresql"
@@ -201,7 +203,7 @@ class JobRepository:
         group = (
             query.where(JobRow.model_version_id == first.model_version_id, JobRow.method == first.method)
             .order_by(JobRow.created_at, JobRow.id)
-            .limit(limit)
+            .limit(min(limit, limit_for(first.method)) if limit_for is not None else limit)
         )
         if postgres:
             group = group.with_for_update(skip_locked=True)

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
+from api.container import Services
 from api.deps import ServicesDep
 from api.edge import JSON_STATE_KEY
 from api.errors import InvalidRequestError, ResourceNotFoundError
@@ -28,7 +30,8 @@ from api.schemas import (
     OutcomeRecorded,
 )
 from api.services import searching
-from api.services.decisions import record_decisions, request_explanations
+from api.services.decisions import record_batch, request_explanations
+from api.services.intake import Intake
 from api.services.outcomes import record_outcome
 from api.services.reading import read_decision
 
@@ -70,6 +73,15 @@ def _validated(model: type[DecisionCreate] | type[DecisionBatch], data: Any) -> 
         raise RequestValidationError(exc.errors()) from exc
 
 
+def _intake(request: Request, services: Services) -> Intake:
+    """The app's intake (started by its lifespan); an app without one gets one on first use."""
+    intake: Intake | None = getattr(request.app.state, "intake", None)
+    if intake is None:
+        intake = request.app.state.intake = Intake(services)
+        intake.start()
+    return intake
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -86,13 +98,10 @@ async def create_decisions(request: Request, response: Response, services: Servi
             raise InvalidRequestError(
                 f"at most {services.settings.max_batch_decisions} decisions per request", field="decisions"
             )
-    else:
-        items, path = [_validated(DecisionCreate, data)], ""
-    from starlette.concurrency import run_in_threadpool
-
-    recorded = await run_in_threadpool(record_decisions, services, items, path=path)
-    with services.db.unit_of_work(write=False) as uow:
-        depth = uow.jobs.depth()
+        recorded, depth = await run_in_threadpool(record_batch, services, items, path=path)
+    else:  # one decision: coalesced with concurrent ones into one transaction (api/services/intake.py)
+        one = await _intake(request, services).submit(_validated(DecisionCreate, data))
+        recorded, depth = [one.decision], one.queue_depth
     if not any(r.created for r in recorded):
         response.status_code = status.HTTP_200_OK
     return DecisionsRecorded(

@@ -101,115 +101,194 @@ def _new_jobs(
     return jobs
 
 
-def record_decisions(services: Services, items: Sequence[DecisionCreate], *, path: str) -> list[RecordedDecision]:
-    """Record a batch atomically. Raises InvalidInputError (422, with the field) or ConflictError (409)."""
-    seen: dict[str, str] = {}
-    prepared: list[tuple[DecisionCreate, LoadedModel, dict[str, Any], str, list[str]]] = []
-    loaded_by_ref: dict[str, LoadedModel] = {}
-    for i, item in enumerate(items):
-        where = f"{path}[{i}]" if path else ""
-        prefix = f"{where}." if where else ""
-        check_json_value(item.context, f"{prefix}context")
-        if item.model not in loaded_by_ref:
-            model_record = resolve_model(services, item.model, field=f"{prefix}model")
-            loaded_by_ref[item.model] = services.models.get(model_record)
-        loaded = loaded_by_ref[item.model]
-        clean = loaded.spec.validate_inputs(item.inputs, f"{prefix}inputs")
-        methods = check_methods(
-            item.explain if item.explain is not None else loaded.default_methods(), field=f"{prefix}explain"
-        )
-        sha = _body_sha(item)
-        if seen.get(item.decision_id, sha) != sha:
-            raise ConflictError(f"{prefix}decision_id: {item.decision_id!r} appears twice with different bodies")
-        seen[item.decision_id] = sha
-        prepared.append((item, loaded, clean, sha, methods))
+@dataclass(frozen=True, slots=True)
+class PreparedDecision:
+    """One decision checked against its model's schema, ready to be predicted and recorded."""
 
-    outputs: dict[int, dict[str, Any]] = {}
+    item: DecisionCreate
+    loaded: LoadedModel
+    clean: dict[str, Any]
+    sha: str
+    methods: list[str]
+    where: str  # the field path prefix of this decision in its request ("" or "decisions[3].")
+
+
+def prepare_decision(
+    services: Services, item: DecisionCreate, *, where: str, loaded_by_ref: dict[str, LoadedModel]
+) -> PreparedDecision:
+    """Validate one decision (422 naming the field). ``loaded_by_ref`` caches models across a batch or group."""
+    check_json_value(item.context, f"{where}context")
+    if item.output:
+        check_json_value(item.output, f"{where}output")
+    if item.model not in loaded_by_ref:
+        model_record = resolve_model(services, item.model, field=f"{where}model")
+        loaded_by_ref[item.model] = services.models.get(model_record)
+    loaded = loaded_by_ref[item.model]
+    clean = loaded.spec.validate_inputs(item.inputs, f"{where}inputs")
+    methods = check_methods(
+        item.explain if item.explain is not None else loaded.default_methods(), field=f"{where}explain"
+    )
+    return PreparedDecision(item, loaded, clean, _body_sha(item), methods, where)
+
+
+def predict_outputs(prepared: Sequence[PreparedDecision]) -> list[dict[str, Any]]:
+    """The model's output for every prepared decision: one vectorised predict per model."""
+    outputs: list[dict[str, Any]] = [{} for _ in prepared]
     by_model: dict[str, list[int]] = {}
-    for i, (item, *_rest) in enumerate(prepared):
-        by_model.setdefault(item.model, []).append(i)
-    for ref, positions in by_model.items():
-        loaded = loaded_by_ref[ref]
-        frame = frame_from_rows(loaded.spec, [prepared[i][2] for i in positions])
+    for i, p in enumerate(prepared):
+        by_model.setdefault(p.item.model, []).append(i)
+    for positions in by_model.values():
+        loaded = prepared[positions[0]].loaded
+        frame = frame_from_rows(loaded.spec, [prepared[i].clean for i in positions])
         for i, output in zip(positions, loaded.predictor.predict(frame), strict=True):
             outputs[i] = output
+    return outputs
 
-    results: list[RecordedDecision] = []
+
+def record_prepared(
+    services: Services,
+    prepared: Sequence[PreparedDecision],
+    outputs: Sequence[dict[str, Any]],
+    *,
+    isolate: bool = False,
+    read_depth: bool = False,
+) -> tuple[list[RecordedDecision | ConflictError], int | None]:
+    """Record prepared decisions in ONE transaction (one ledger append); a result per position.
+
+    ``isolate=False`` (a batch request): any conflict refuses the whole batch. ``isolate=True`` (a coalesced
+    group of single-decision requests): a conflicting decision gets its own ConflictError and the others
+    are recorded. The same id with the same body twice is one record; later positions get ``created=False``.
+    ``read_depth`` reads the explanation queue depth in the same transaction (no second round trip).
+    """
+    results: list[RecordedDecision | ConflictError | None] = [None] * len(prepared)
+    new_jobs: list[NewJob] = []
+    depth: int | None = None
     with services.db.unit_of_work() as uow:
-        existing = {r.decision_id: r for r in uow.decisions.get_many(list(seen))}
+        ids = list(dict.fromkeys(p.item.decision_id for p in prepared))
+        existing = {r.decision_id: r for r in uow.decisions.get_many(ids)}
+        first_at: dict[str, int] = {}
         drafts: list[EntryDraft] = []
         fresh: list[tuple[int, DecisionRecorded]] = []
-        for i, (item, loaded, clean, sha, methods) in enumerate(prepared):
+        for i, p in enumerate(prepared):
+            item = p.item
             old = existing.get(item.decision_id)
+            conflict: ConflictError | None = None
             if old is not None:
-                if old.body_sha256 != sha:
-                    raise ConflictError(f"decision {item.decision_id!r} is already recorded with a different body")
-                continue
-            if any(item.decision_id == prepared[j][0].decision_id for j, _ in fresh):
-                continue  # the same decision twice in one batch is recorded once
-            where = f"{path}[{i}]." if path else ""
-            mismatch = compare_outputs(outputs[i], item.output, field=f"{where}output") if item.output else None
-            occurred = (item.occurred_at or services.clock()).astimezone(UTC)
-            payload = DecisionRecorded(
-                decision_id=item.decision_id,
-                model=loaded.record.ref,
-                model_artifact_sha256=loaded.record.artifact_sha256,
-                inputs=clean,
-                output=outputs[i],
-                client_output=item.output,
-                output_mismatch=mismatch,
-                subject_ref=item.subject_ref,
-                occurred_at=format_timestamp(occurred),
-                context=item.context,
-                explanations_requested=tuple(methods),
-                body_sha256=sha,
-            )
-            drafts.append(payload.draft())
-            fresh.append((i, payload))
+                if old.body_sha256 != p.sha:
+                    conflict = ConflictError(f"decision {item.decision_id!r} is already recorded with a different body")
+            elif item.decision_id in first_at:
+                if prepared[first_at[item.decision_id]].sha != p.sha:
+                    conflict = ConflictError(
+                        f"{p.where}decision_id: {item.decision_id!r} appears twice with different bodies"
+                    )
+            else:
+                first_at[item.decision_id] = i
+                mismatch = compare_outputs(outputs[i], item.output, field=f"{p.where}output") if item.output else None
+                occurred = (item.occurred_at or services.clock()).astimezone(UTC)
+                payload = DecisionRecorded(
+                    decision_id=item.decision_id,
+                    model=p.loaded.record.ref,
+                    model_artifact_sha256=p.loaded.record.artifact_sha256,
+                    inputs=p.clean,
+                    output=outputs[i],
+                    client_output=item.output,
+                    output_mismatch=mismatch,
+                    subject_ref=item.subject_ref,
+                    occurred_at=format_timestamp(occurred),
+                    context=item.context,
+                    explanations_requested=tuple(p.methods),
+                    body_sha256=p.sha,
+                )
+                drafts.append(payload.draft())
+                fresh.append((i, payload))
+            if conflict is not None:
+                if not isolate:
+                    raise conflict
+                results[i] = conflict
         entries = services.ledger.append(uow.ledger, drafts) if drafts else []
-        new_jobs: list[NewJob] = []
-        created: dict[str, tuple[DecisionRecord, str]] = {}
         rows: list[dict[str, Any]] = []
         leaves: list[str] = []
         for (i, payload), entry in zip(fresh, entries, strict=True):
-            item, loaded, clean, sha, methods = prepared[i]
+            p = prepared[i]
             rows.append(
                 {
-                    "decision_id": item.decision_id,
-                    "model_version_id": loaded.record.id,
-                    "model_ref": loaded.record.ref,
-                    "inputs": clean,
+                    "decision_id": p.item.decision_id,
+                    "model_version_id": p.loaded.record.id,
+                    "model_ref": p.loaded.record.ref,
+                    "inputs": p.clean,
                     "output": payload.output,
-                    "client_output": item.output,
+                    "client_output": p.item.output,
                     "output_mismatch": payload.output_mismatch is not None,
-                    "subject_ref": item.subject_ref,
+                    "subject_ref": p.item.subject_ref,
                     "occurred_at": parse_timestamp(payload.occurred_at),
                     "recorded_at": parse_timestamp(entry.recorded_at),
-                    "context": item.context,
-                    "body_sha256": sha,
+                    "context": p.item.context,
+                    "body_sha256": p.sha,
                     "ledger_index": entry.index,
                 }
             )
             leaves.append(entry.leaf_hash.hex())
-            new_jobs.extend(_new_jobs(loaded, item.decision_id, methods))
+            new_jobs.extend(_new_jobs(p.loaded, p.item.decision_id, p.methods))
+        created: dict[str, tuple[DecisionRecord, str]] = {}
         for decision, leaf in zip(uow.decisions.add_many(rows), leaves, strict=True):
             created[decision.decision_id] = (decision, leaf)
         jobs = uow.jobs.add(new_jobs, decisions_are_new=True) if new_jobs else []
         jobs_by_decision: dict[str, list[JobRecord]] = {}
         for job in jobs:
             jobs_by_decision.setdefault(job.decision_id, []).append(job)
-        for decision_id in seen:
+        earlier: dict[str, RecordedDecision] = {}
+        for i, p in enumerate(prepared):
+            if results[i] is not None:
+                continue
+            decision_id = p.item.decision_id
+            if decision_id in earlier:  # the same decision again in this batch or group: one record
+                first = earlier[decision_id]
+                results[i] = RecordedDecision(first.record, False, first.leaf_hash, first.jobs)
+                continue
             if decision_id in created:
                 fresh_record, leaf = created[decision_id]
-                results.append(RecordedDecision(fresh_record, True, leaf, jobs_by_decision.get(decision_id, [])))
+                recorded = RecordedDecision(fresh_record, True, leaf, jobs_by_decision.get(decision_id, []))
             else:
                 old = existing[decision_id]
                 leaf = uow.ledger.read(old.ledger_index).leaf_hash.hex()
-                results.append(RecordedDecision(old, False, leaf, uow.jobs.for_decision(decision_id)))
-    services.metrics.decisions_recorded.inc(sum(1 for r in results if r.created))
+                recorded = RecordedDecision(old, False, leaf, uow.jobs.for_decision(decision_id))
+            earlier[decision_id] = recorded
+            results[i] = recorded
+        if read_depth:
+            depth = uow.jobs.depth()
+    services.metrics.decisions_recorded.inc(sum(1 for r in results if isinstance(r, RecordedDecision) and r.created))
     if new_jobs:
         services.jobs_queued(len(new_jobs))
-    return results
+    return [r for r in results if r is not None], depth
+
+
+def record_decisions(services: Services, items: Sequence[DecisionCreate], *, path: str) -> list[RecordedDecision]:
+    """Record a batch atomically. Raises InvalidInputError (422, with the field) or ConflictError (409)."""
+    return record_batch(services, items, path=path)[0]
+
+
+def record_batch(
+    services: Services, items: Sequence[DecisionCreate], *, path: str
+) -> tuple[list[RecordedDecision], int]:
+    """Record a batch atomically and read the queue depth in the same transaction (one result per id)."""
+    seen: dict[str, str] = {}
+    prepared: list[PreparedDecision] = []
+    loaded_by_ref: dict[str, LoadedModel] = {}
+    for i, item in enumerate(items):
+        where = f"{path}[{i}]" if path else ""
+        prefix = f"{where}." if where else ""
+        p = prepare_decision(services, item, where=prefix, loaded_by_ref=loaded_by_ref)
+        if seen.get(item.decision_id, p.sha) != p.sha:
+            raise ConflictError(f"{prefix}decision_id: {item.decision_id!r} appears twice with different bodies")
+        seen[item.decision_id] = p.sha
+        prepared.append(p)
+    recorded, depth = record_prepared(services, prepared, predict_outputs(prepared), read_depth=True)
+    unique: dict[str, RecordedDecision] = {}
+    for r in recorded:
+        assert isinstance(r, RecordedDecision)  # isolate=False raises conflicts instead of returning them
+        unique.setdefault(r.record.decision_id, r)
+    assert depth is not None
+    return list(unique.values()), depth
 
 
 def request_explanations(

@@ -91,7 +91,7 @@ class CeleryDispatcher:
     def __init__(self, settings: Settings, services: Any) -> None:
         self.app = make_celery(settings)
         self.services = services
-        self.batch_size = settings.batch_size
+        self.batch_size = min([settings.batch_size, *settings.method_batch_sizes.values()])  # wake enough workers
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
