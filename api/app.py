@@ -12,6 +12,7 @@ from api.container import Services, build_services
 from api.errors import install_error_handlers
 from api.heap import freeze_long_lived
 from api.review import pages as review_pages
+from api.routes import access as access_routes
 from api.routes import decisions, exports, health, jobs, ledger, models
 from api.settings import Settings
 from api.workers.local_pool import LocalWorkerPool
@@ -74,5 +75,6 @@ def create_app(
     install_error_handlers(app)
     for router in (health.router, models.router, decisions.router, jobs.router, ledger.router, exports.router):
         app.include_router(router)
+    app.include_router(access_routes.router)
     app.include_router(review_pages.router)
     return app

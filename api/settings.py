@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -51,6 +51,24 @@ class Settings(BaseSettings):
     checkpoint_every_entries: int = Field(default=1000, ge=1)
     checkpoint_every_seconds: float = Field(default=60.0, gt=0)
     signing_key_file: Path | None = Field(default=None, description="operator-supplied Ed25519 PEM key")
+
+    # access control (README "Access control"; PRODUCT.md §8)
+    auth: Literal["on", "off"] = Field(
+        default="on",
+        description="API keys and roles on every route; 'off' only for local development: refused in "
+        "production, and `rationale serve` then binds loopback only",
+    )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key signing reviewer-page sessions; default: a random key kept in data_dir/keys",
+    )
+    session_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60, description="reviewer sign-in lifetime")
+
+    @model_validator(mode="after")
+    def _auth_off_only_in_development(self) -> Settings:
+        if self.auth == "off" and self.environment == "production":
+            raise ValueError("RATIONALE_AUTH=off is for local development only, never with environment=production")
+        return self
 
     @field_validator("origin")
     @classmethod

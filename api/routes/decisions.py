@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.deps import ServicesDep
+from api.deps import Allow, ServicesDep
 from api.errors import InvalidRequestError, ResourceNotFoundError
 from api.presenters import decision_public, decision_summary, explanation_public, job_public
 from api.schemas import (
@@ -26,10 +26,10 @@ from api.schemas import (
     OutcomeCreate,
     OutcomeRecorded,
 )
-from api.services import searching
+from api.services import access_reads, searching
+from api.services.access import Principal
 from api.services.decisions import record_decisions, request_explanations
 from api.services.outcomes import record_outcome
-from api.services.reading import read_decision
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
 
@@ -68,7 +68,12 @@ def _validated(model: type[DecisionCreate] | type[DecisionBatch], data: Any) -> 
     response_model=DecisionsRecorded,
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}},
 )
-async def create_decisions(request: Request, response: Response, services: ServicesDep) -> DecisionsRecorded:
+async def create_decisions(
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    _: Annotated[Principal, Allow("decisions.record")],
+) -> DecisionsRecorded:
     """Record one decision (an object) or a batch (``{"decisions": [...]}``) atomically."""
     data = await _json_body(request)
     if isinstance(data, dict) and "decisions" in data:
@@ -108,6 +113,7 @@ async def create_decisions(request: Request, response: Response, services: Servi
 @router.get("", response_model=DecisionPage)
 def search_decisions(
     services: ServicesDep,
+    principal: Annotated[Principal, Allow("decisions.search")],
     model: str | None = None,
     subject_ref: str | None = None,
     outcome: str | None = None,
@@ -120,14 +126,16 @@ def search_decisions(
     query = searching.DecisionQuery(
         model=model, subject_ref=subject_ref, outcome=outcome, since=since, until=until, cursor=cursor, limit=limit
     )
-    items, next_cursor = searching.search_decisions(services, query)
+    items, next_cursor = access_reads.search_decisions(services, principal, query)
     return DecisionPage(items=[decision_summary(r) for r in items], next_cursor=next_cursor)
 
 
 @router.get("/{decision_id}", response_model=DecisionPublic)
-def get_decision(services: ServicesDep, decision_id: str) -> DecisionPublic:
+def get_decision(
+    services: ServicesDep, principal: Annotated[Principal, Allow("decisions.read")], decision_id: str
+) -> DecisionPublic:
     """The decision, its explanations and jobs, and where it sits in the ledger."""
-    view = read_decision(services, decision_id)
+    view = access_reads.read_decision(services, principal, decision_id)
     return decision_public(
         view.record,
         leaf_hash=view.leaf_hash,
@@ -138,7 +146,12 @@ def get_decision(services: ServicesDep, decision_id: str) -> DecisionPublic:
 
 
 @router.post("/{decision_id}/explanations", status_code=status.HTTP_202_ACCEPTED, response_model=JobsCreated)
-def add_explanations(services: ServicesDep, decision_id: str, body: ExplanationRequest) -> JobsCreated:
+def add_explanations(
+    services: ServicesDep,
+    _: Annotated[Principal, Allow("explanations.request")],
+    decision_id: str,
+    body: ExplanationRequest,
+) -> JobsCreated:
     """Queue more methods for a recorded decision; asking again for the same returns the same jobs."""
     jobs = request_explanations(
         services,
@@ -151,7 +164,13 @@ def add_explanations(services: ServicesDep, decision_id: str, body: ExplanationR
 
 
 @router.post("/{decision_id}/outcome", status_code=status.HTTP_201_CREATED, response_model=OutcomeRecorded)
-def add_outcome(services: ServicesDep, decision_id: str, body: OutcomeCreate, response: Response) -> OutcomeRecorded:
+def add_outcome(
+    services: ServicesDep,
+    _: Annotated[Principal, Allow("outcomes.record")],
+    decision_id: str,
+    body: OutcomeCreate,
+    response: Response,
+) -> OutcomeRecorded:
     """Append the real outcome of a decision once it is known (delayed labels)."""
     result = record_outcome(services, decision_id=decision_id, body=body)
     if not result.created:

@@ -9,10 +9,11 @@ from fastapi import APIRouter, File, Form, UploadFile, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.deps import ServicesDep
+from api.deps import Allow, ServicesDep
 from api.errors import InvalidRequestError, ResourceNotFoundError
 from api.presenters import model_public
 from api.schemas import ManifestIn, ModelList, ModelVersionPublic
+from api.services.access import Principal
 from api.services.models import parse_background_file, register_model
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -33,6 +34,7 @@ def parse_manifest(text: str) -> ManifestIn:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelVersionPublic)
 def register(
     services: ServicesDep,
+    principal: Annotated[Principal, Allow("models.register")],
     manifest: Annotated[str, Form(description="the manifest as JSON (see ManifestIn)")],
     artifact: Annotated[UploadFile, File(description="model artifact: skops, XGBoost JSON/UBJ, LightGBM text")],
     background: Annotated[UploadFile | None, File(description="background sample as CSV, JSON or JSONL")] = None,
@@ -61,14 +63,18 @@ def register(
 
 
 @router.get("", response_model=ModelList)
-def list_models(services: ServicesDep, name: str | None = None) -> ModelList:
+def list_models(
+    services: ServicesDep, _: Annotated[Principal, Allow("models.read")], name: str | None = None
+) -> ModelList:
     with services.db.unit_of_work(write=False) as uow:
         records = uow.models.list(name=name)
     return ModelList(items=[model_public(r) for r in records])
 
 
 @router.get("/{name}/versions/{version}", response_model=ModelVersionPublic)
-def get_model(services: ServicesDep, name: str, version: str) -> ModelVersionPublic:
+def get_model(
+    services: ServicesDep, _: Annotated[Principal, Allow("models.read")], name: str, version: str
+) -> ModelVersionPublic:
     with services.db.unit_of_work(write=False) as uow:
         record = uow.models.get(name, version)
         if record is None:
