@@ -86,9 +86,11 @@ def show(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def build_dossier(services: Services, decision_id: str) -> Dossier:
-    """Raises storage's NotFoundError when the decision is not recorded."""
-    view = read_decision(services, decision_id)
+def build_dossier(services: Services, decision_id: str, *, view: DecisionView | None = None) -> Dossier:
+    """Raises storage's NotFoundError when the decision is not recorded. Pages pass the ``view`` they read
+    through api/services/access_reads.py (which checks the role and records the read)."""
+    if view is None:
+        view = read_decision(services, decision_id)
     with services.db.unit_of_work(write=False) as uow:
         model = uow.models.get_by_id(view.record.model_version_id)
     spec = _spec(model)

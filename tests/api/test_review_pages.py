@@ -12,6 +12,7 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from api.settings import Settings
 from api.workers.local_pool import drain
 from explain.samples import PURPOSES, credit_spec
 from storage.db import Database
-from tests.api.helpers import applicant_rows, credit_manifest
+from api.services.access import ROLES
+from tests.api.helpers import applicant_rows, credit_manifest, issue_key
 
 pytestmark = [pytest.mark.browser, pytest.mark.heavy]
 
@@ -55,6 +57,18 @@ METHODS = ["shap", "anchors", "counterfactuals"]
 class Site:
     base: str
     services: Services
+    clock: MovableClock
+    keys: dict[str, str]  # role -> key secret
+
+
+class MovableClock:
+    """The services' injected clock: real time plus an offset the expiry test moves forward (never sleeps)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
 
 
 def _record(services: Services, decisions: list[dict[str, Any]]) -> None:
@@ -73,7 +87,9 @@ def site(tmp_path_factory: pytest.TempPathFactory, credit_artifact: bytes) -> It
     database = Database.from_url(settings.effective_database_url)
     database.upgrade()
     database.dispose()
-    services = build_services(settings)
+    clock = MovableClock()
+    services = build_services(settings, clock=clock)
+    keys = {role: issue_key(services, role, owner=f"{role} reviewer") for role in ROLES}
     register_model(services, manifest=ManifestIn.model_validate(credit_manifest()), artifact=credit_artifact)
     features = credit_manifest()["features"]
     for feature in features:  # a version whose categories admit markup, as a careless schema might
@@ -115,7 +131,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, credit_artifact: bytes) -> It
         threading.Event().wait(0.05)
     assert server.started, "uvicorn did not start"
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield Site(base=f"http://127.0.0.1:{port}", services=services)
+    yield Site(base=f"http://127.0.0.1:{port}", services=services, clock=clock, keys=keys)
     server.should_exit = True
     thread.join(10)
     services.close()
@@ -143,7 +159,8 @@ def dialogs() -> list[str]:
 
 
 @pytest.fixture
-def page(browser: Any, site: Site, dialogs: list[str]) -> Iterator[Any]:
+def anonymous(browser: Any, site: Site, dialogs: list[str]) -> Iterator[Any]:
+    """A fresh browser context with no session."""
     context = browser.new_context(base_url=site.base)
     tab = context.new_page()
 
@@ -156,6 +173,26 @@ def page(browser: Any, site: Site, dialogs: list[str]) -> Iterator[Any]:
     context.close()
 
 
+def sign_in(tab: Any, key: str, purpose: str = "browser test", *, start: str = "/review") -> Any:
+    tab.goto(start)
+    tab.fill("#key", key)
+    tab.fill("#purpose", purpose)
+    with tab.expect_navigation() as navigation:
+        tab.click("#sign-in")
+    return navigation.value
+
+
+@pytest.fixture
+def page(anonymous: Any, site: Site) -> Any:
+    """Signed in with a compliance key (search, dossiers, exports) and a stated purpose."""
+    sign_in(anonymous, site.keys["compliance"])
+    return anonymous
+
+
+def api_headers(site: Site, role: str = "compliance") -> dict[str, str]:
+    return {"Authorization": f"Bearer {site.keys[role]}", "X-Rationale-Purpose": "browser test"}
+
+
 def test_search_by_subject_and_open_the_dossier(page: Any, site: Site) -> None:
     page.goto("/review")
     page.fill("#subject_ref", SUBJECT)
@@ -166,7 +203,7 @@ def test_search_by_subject_and_open_the_dossier(page: Any, site: Site) -> None:
     page.click(f"#results a:text-is('{RICH}')")
     page.wait_for_url(f"**/review/decisions/{RICH}")
 
-    api = page.request.get(f"/v1/decisions/{RICH}").json()
+    api = page.request.get(f"/v1/decisions/{RICH}", headers=api_headers(site)).json()
     assert page.locator("#reasons li").all_inner_texts() == api["reasons"]["sentences"]
     assert len(api["reasons"]["sentences"]) >= 3
     assert page.inner_text("#predicted") == api["output"]["label"]
