@@ -62,7 +62,7 @@ def _safe_next(target: str | None) -> str:
 def sign_in_form(
     request: Request,
     _: Annotated[None, Public(SIGN_IN)],
-    next: str | None = None,  # noqa: A002 - the query parameter's name
+    next: str | None = None,
     message: str | None = None,
 ) -> Response:
     token, new = signin_token(request)
@@ -79,7 +79,7 @@ def sign_in(
     _: Annotated[None, Public(SIGN_IN)],
     key: Annotated[str, Form()] = "",
     purpose: Annotated[str, Form()] = "",
-    next: Annotated[str, Form()] = "/review",  # noqa: A002
+    next: Annotated[str, Form()] = "/review",
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """Check the key; on success a session cookie and back to the page asked for. The key is never echoed."""
@@ -114,7 +114,7 @@ def change_purpose(
     services: ServicesDep,
     session: Annotated[PageSession, Page(None, write=True)],
     purpose: Annotated[str, Form()] = "",
-    next: Annotated[str, Form()] = "/review",  # noqa: A002
+    next: Annotated[str, Form()] = "/review",
 ) -> Response:
     """State a new purpose for the reads that follow (a new session cookie carries it)."""
     principal = session.principal.with_purpose(clean_purpose(purpose))

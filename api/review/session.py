@@ -174,6 +174,6 @@ class PageRequirement:
         return session
 
 
-def Page(action: str | None, *, write: bool = False) -> Any:  # noqa: N802 - a declaration, like Allow
+def Page(action: str | None, *, write: bool = False) -> Any:
     """``Annotated[PageSession, Page("decisions.read")]``: the page admits signed-in roles holding ``action``."""
     return Depends(PageRequirement(action, write=write))

@@ -1,4 +1,4 @@
-"""Every route × every role, generated from the app's own route table (PRODUCT.md §8, issue #14 item 2).
+"""Every route by every role, generated from the app's own route table (PRODUCT.md §8, issue #14 item 2).
 
 Each route must declare exactly one requirement: ``Allow(action)`` (API key), ``Page(action)`` (reviewer
 session) or ``Public(reason)``. A route added without one fails ``test_every_route_declares_one_requirement``;

@@ -23,6 +23,7 @@ from sqlalchemy import text
 from api.app import create_app
 from api.container import Services, build_services
 from api.schemas import DecisionCreate, ManifestIn
+from api.services.access import ROLES
 from api.services.checkpoints import publish_now
 from api.services.decisions import record_decisions
 from api.services.models import register_model
@@ -30,7 +31,6 @@ from api.settings import Settings
 from api.workers.local_pool import drain
 from explain.samples import PURPOSES, credit_spec
 from storage.db import Database
-from api.services.access import ROLES
 from tests.api.helpers import applicant_rows, credit_manifest, issue_key
 
 pytestmark = [pytest.mark.browser, pytest.mark.heavy]
