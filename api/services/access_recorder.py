@@ -40,13 +40,18 @@ class _Pending:
 class AccessRecorder:
     """One per process's Services, started on first use and stopped by ``Services.close``."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, start: bool = True) -> None:
         self.services = services
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="access-recorder", daemon=True)
         self._stopped = False
         self.commits = 0
         self.recorded = 0
+        if start:
+            self._thread.start()
+
+    def start(self) -> None:
+        """Begin committing (tests build a stopped recorder to queue reads first)."""
         self._thread.start()
 
     def record(self, read: AccessRead, *, index: Sequence[tuple[str | None, str | None]] = ()) -> int:
