@@ -9,7 +9,7 @@ with the purpose the reviewer stated. Forms that write carry the session's CSRF 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request, Response
@@ -31,7 +31,7 @@ from api.review.session import (
     set_signin_cookie,
     signin_token,
 )
-from api.services import access_reads
+from api.services import access_reads, lookups
 from api.services.access import PURPOSE_REQUIRED, authenticate, clean_purpose
 from api.services.access_errors import NotAuthenticatedError
 from api.services.exports import ExportFilter
@@ -142,12 +142,10 @@ def search_page(
     """Find decisions; an exact decision id goes straight to its dossier."""
     raw = {"decision_id": decision_id, "subject_ref": subject_ref, "model": model, "outcome": outcome}
     form = parse_form({**raw, "since": since, "until": until}, cursor=cursor, limit=limit)
-    page = {"form": form, "session": session}
+    page: dict[str, Any] = {"form": form, "session": session}
     wanted = form.values["decision_id"]
     if wanted:
-        with services.db.unit_of_work(write=False) as uow:
-            found = uow.decisions.get(wanted) is not None
-        if found:
+        if lookups.decision_exists(services, wanted):
             return RedirectResponse(dossier_url(wanted), status_code=303)
         message = f"No decision with id “{wanted}” is recorded."
         return render("search.html", status=404, items=None, next_link=None, message=message, **page)
@@ -184,9 +182,8 @@ def export_decision(
     decision_id: str,
 ) -> Response:
     """A bundle of this one decision, made as ``POST /v1/exports`` makes it; then the page to download it."""
-    with services.db.unit_of_work(write=False) as uow:
-        if uow.decisions.get(decision_id) is None:
-            return _no_decision(decision_id, session)
+    if not lookups.decision_exists(services, decision_id):
+        return _no_decision(decision_id, session)
     shared = access_reads.create_export(
         services, session.principal, ExportFilter(decision_ids=[decision_id]), via="review"
     )

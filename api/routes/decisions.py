@@ -26,7 +26,7 @@ from api.schemas import (
     OutcomeCreate,
     OutcomeRecorded,
 )
-from api.services import access_reads, searching
+from api.services import access_reads, lookups, searching
 from api.services.access import Principal
 from api.services.decisions import record_decisions, request_explanations
 from api.services.outcomes import record_outcome
@@ -88,8 +88,7 @@ async def create_decisions(
     from starlette.concurrency import run_in_threadpool
 
     recorded = await run_in_threadpool(record_decisions, services, items, path=path)
-    with services.db.unit_of_work(write=False) as uow:
-        depth = uow.jobs.depth()
+    depth = lookups.queue_depth(services)
     if not any(r.created for r in recorded):
         response.status_code = status.HTTP_200_OK
     return DecisionsRecorded(

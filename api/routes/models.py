@@ -10,9 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from api.deps import Allow, ServicesDep
-from api.errors import InvalidRequestError, ResourceNotFoundError
+from api.errors import InvalidRequestError
 from api.presenters import model_public
 from api.schemas import ManifestIn, ModelList, ModelVersionPublic
+from api.services import lookups
 from api.services.access import Principal
 from api.services.models import parse_background_file, register_model
 
@@ -66,18 +67,12 @@ def register(
 def list_models(
     services: ServicesDep, _: Annotated[Principal, Allow("models.read")], name: str | None = None
 ) -> ModelList:
-    with services.db.unit_of_work(write=False) as uow:
-        records = uow.models.list(name=name)
-    return ModelList(items=[model_public(r) for r in records])
+    return ModelList(items=[model_public(r) for r in lookups.list_models(services, name=name)])
 
 
 @router.get("/{name}/versions/{version}", response_model=ModelVersionPublic)
 def get_model(
     services: ServicesDep, _: Annotated[Principal, Allow("models.read")], name: str, version: str
 ) -> ModelVersionPublic:
-    with services.db.unit_of_work(write=False) as uow:
-        record = uow.models.get(name, version)
-        if record is None:
-            raise ResourceNotFoundError(f"model {name}@{version} is not registered")
-        leaf = uow.ledger.read(record.ledger_index).leaf_hash.hex()
+    record, leaf = lookups.get_model(services, name, version)
     return model_public(record, leaf_hash=leaf)

@@ -50,7 +50,7 @@ def record_read(
         decision_ids=tuple(d for d, _ in pairs),
         subject_refs=tuple(subject_refs),
     )
-    index = [(s, d) for d, s in pairs] + [(s, None) for s in subjects]
+    index: list[tuple[str | None, str | None]] = [(s, d) for d, s in pairs] + [(s, None) for s in subjects]
     if not index:
         index = [(None, None)]
     return recorder(services).record(read, index=index)
@@ -143,7 +143,7 @@ def _check_audience(services: Services, audience: list[str]) -> tuple[str, ...]:
 
 
 def _filter_subjects(flt: dict[str, Any]) -> tuple[list[tuple[str, str | None]], list[str]]:
-    decisions = [(d, None) for d in flt.get("decision_ids") or [] if isinstance(d, str)]
+    decisions: list[tuple[str, str | None]] = [(d, None) for d in flt.get("decision_ids") or [] if isinstance(d, str)]
     subjects = [s for s in flt.get("subject_refs") or [] if isinstance(s, str)]
     return decisions, subjects
 
