@@ -201,8 +201,9 @@ def read_export(services: Services, principal: Principal, export_id: str, *, dow
 
 
 def list_exports(services: Services, principal: Principal) -> list[ExportGrant]:
-    """Exports with an owner, newest first: a regulator's list holds only those shared with it."""
-    _guard(principal, "exports.read")
+    """Exports with an owner, newest first: a regulator's list holds only those shared with it. A list names
+    exports and owners, no personal record, so it needs no purpose and is not recorded."""
+    authorize(principal, "exports.read")
     with services.db.unit_of_work(write=False) as uow:
         if principal.role == Role.REGULATOR:
             return uow.access.grants(audience=principal.key_id)

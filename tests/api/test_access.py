@@ -220,7 +220,7 @@ def test_compliance_and_regulator_reads_need_a_purpose_and_record_nothing_withou
         assert "X-Rationale-Purpose" in error["message"]
     blank = http.get("/v1/decisions/a-0", headers=bearer(recorded["compliance"], "   "))
     assert blank.status_code == 400
-    resp = http.get("/v1/exports", headers=bearer(recorded["regulator"], None))
+    resp = http.get("/v1/exports/0123abcd", headers=bearer(recorded["regulator"], None))
     assert resp.status_code == 400
     assert len(access_entries(svc)) == before
 
