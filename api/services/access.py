@@ -63,6 +63,9 @@ RIGHTS: dict[str, frozenset[Role]] = {
         "ledger.entries.read": (_C,),
         "access.keys": (),
         "access.log": (),
+        # uploading a pickle/joblib artifact runs its code on load: admin only, and only when the operator
+        # enables it (RATIONALE_ALLOW_PICKLE, issue #14 item 6): `authorize(principal, "models.register_pickle")`
+        "models.register_pickle": (),
     }.items()
 }
 
