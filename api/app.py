@@ -15,6 +15,7 @@ from api.heap import freeze_long_lived
 from api.openapi_errors import install_openapi_errors
 from api.review import model_page
 from api.review import pages as review_pages
+from api.routes import access as access_routes
 from api.routes import analytics, decisions, exports, health, jobs, ledger, models
 from api.settings import Settings
 from api.workers.local_pool import LocalWorkerPool
@@ -93,6 +94,7 @@ def create_app(
     install_error_handlers(app)
     for router in (health.router, models.router, decisions.router, jobs.router, ledger.router, exports.router):
         app.include_router(router)
+    app.include_router(access_routes.router)
     app.include_router(review_pages.router)
     app.include_router(analytics.router)  # data-scientist toolkit (issue #18)
     app.include_router(analytics.decisions_router)

@@ -34,8 +34,68 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.workers is not None:
         settings = settings.model_copy(update={"workers": args.workers})
+    host = args.host or settings.host
+    if settings.auth == "off" and not is_loopback(host):
+        print(
+            f"rationale: refusing to serve on {host} with access control off (RATIONALE_AUTH=off): anyone who "
+            "reaches the port could read every record. Bind 127.0.0.1, or turn access control on.",
+            file=sys.stderr,
+        )
+        return 2
     app = create_app(settings)
-    uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port, log_level="info")
+    uvicorn.run(app, host=host, port=args.port or settings.port, log_level="info")
+    return 0
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_access(args: argparse.Namespace, settings: Settings) -> int:
+    """API keys: create (the secret is printed once), list, revoke. The operator at the shell acts as admin."""
+    from api.services.access import create_key, list_keys, local_principal, revoke_key
+
+    services = _services(settings)
+    operator = local_principal()
+    try:
+        if args.access_command == "create":
+            expires = _moment(args.expires)
+            if args.days is not None:
+                from datetime import timedelta
+
+                expires = services.clock() + timedelta(days=args.days)
+            issued = create_key(services, owner=args.owner, role=args.role, by=operator, expires_at=expires)
+            record = issued.record
+            until = f", expires {record.expires_at.isoformat()}" if record.expires_at else ""
+            print(f"created {record.role} key {record.key_id} for {record.owner}{until}")
+            print("the key (shown once, only its SHA-256 is stored):")
+            print(issued.secret)
+        elif args.access_command == "revoke":
+            record = revoke_key(services, key_id=args.key_id, by=operator)
+            print(f"revoked key {record.key_id} ({record.owner}, {record.role}) at {record.revoked_at}")
+        else:
+            now = services.clock()
+            for record in list_keys(services, by=operator):
+                if record.revoked_at is not None:
+                    state = f"revoked {record.revoked_at:%Y-%m-%d %H:%M}"
+                elif record.expires_at is not None and record.expires_at <= now:
+                    state = f"expired {record.expires_at:%Y-%m-%d %H:%M}"
+                elif record.expires_at is not None:
+                    state = f"active until {record.expires_at:%Y-%m-%d %H:%M}"
+                else:
+                    state = "active"
+                created = f"{record.created_at:%Y-%m-%d %H:%M}"
+                print(f"{record.key_id}  {record.role:<15} {record.owner:<30} {created}  {state}")
+    finally:
+        services.close()
     return 0
 
 
@@ -466,6 +526,19 @@ def build_parser() -> argparse.ArgumentParser:
     from api.witness.cli import add_witness_parser
 
     add_witness_parser(sub)
+    p = sub.add_parser("access", help="API keys and roles: create (printed once), list, revoke")
+    asub = p.add_subparsers(dest="access_command", metavar="ACTION")
+    create = asub.add_parser("create", help="mint a key; its secret is printed once and only its hash is stored")
+    create.add_argument("--owner", required=True, help="the person or system the key belongs to")
+    create.add_argument(
+        "--role", required=True, choices=["ingest", "data_scientist", "compliance", "regulator", "admin"]
+    )
+    create.add_argument("--expires", help="ISO date/time the key stops working (UTC if no offset)")
+    create.add_argument("--days", type=float, help="or: the key stops working this many days from now")
+    asub.add_parser("list", help="every key: id, role, owner, created, state (never the secret)")
+    revoke = asub.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("key_id", help="the key id (the 16 hex characters after rk_)")
+    p.set_defaults(handler=cmd_access, access_command="list")
 
     p = sub.add_parser("demo", help="register a demo credit model, log decisions, explain them, and serve")
     p.add_argument("--decisions", type=int, default=300, help="how many decisions to log (default 300)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from api.clock import Clock, utc_now
 from api.metrics import Metrics
@@ -29,6 +30,7 @@ class Services:
     clock: Clock
     keyring: Keyring
     metrics: Metrics = field(default_factory=Metrics)
+    access_recorder: Any = None  # api/services/access_recorder.py, started on the first recorded read
     _listeners: list[Callable[[int], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -49,6 +51,8 @@ class Services:
             listener(count)
 
     def close(self) -> None:
+        if self.access_recorder is not None:
+            self.access_recorder.stop()
         self.db.dispose()
 
 

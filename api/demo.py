@@ -78,6 +78,16 @@ def log_decisions(services: Services, model: str, n: int, *, seed: int) -> list[
     return ids
 
 
+def demo_keys(services: Services) -> tuple[str, str]:
+    """A fresh admin and compliance key for this run (the operator at the shell mints them)."""
+    from api.services.access import create_key, local_principal
+
+    operator = local_principal()
+    admin = create_key(services, owner="demo admin", role="admin", by=operator)
+    compliance = create_key(services, owner="demo compliance officer", role="compliance", by=operator)
+    return admin.secret, compliance.secret
+
+
 def wait_for_jobs(services: Services, *, total: int) -> float:
     """Block with a progress bar until no job is queued or running; returns seconds taken."""
     started = time.monotonic()
@@ -126,11 +136,19 @@ def run_demo(settings: Settings, *, decisions: int, serve: bool, host: str, port
     if checkpoint is not None:
         print(f"signed checkpoint at tree size {checkpoint.tree_size} (key {checkpoint.key_id})")
     base = f"http://{host}:{port}"
-    print(f"\nReviewer pages: {base}/review (search, dossiers, export bundles)")
+    admin, compliance = demo_keys(services)
+    print("\nAPI keys for this demo (shown once; only their SHA-256 is stored):")
+    print(f"  admin       {admin}")
+    print(f"  compliance  {compliance}")
+    print(f"\nReviewer pages: {base}/review — sign in with the compliance key and state a purpose")
+    print("  (search, dossiers, export bundles); the admin key also opens the access log at /review/access")
+    auth = f"-H 'Authorization: Bearer {compliance}' -H 'X-Rationale-Purpose: trying the demo'"
     print("\nTry:")
-    print(f"  curl -s {base}/v1/decisions/{ids[0]} | python3 -m json.tool")
-    print(f"  curl -s '{base}/v1/decisions?model={model}&limit=5' | python3 -m json.tool")
-    print(f"  curl -s {base}/v1/models/{model.replace('@', '/versions/')}")
+    print(f"  curl -s {auth} {base}/v1/decisions/{ids[0]} | python3 -m json.tool")
+    print(f"  curl -s {auth} '{base}/v1/decisions?model={model}&limit=5' | python3 -m json.tool")
+    admin_auth = f"-H 'Authorization: Bearer {admin}'"
+    print(f"  curl -s {admin_auth} '{base}/v1/access?decision_id={ids[0]}' | python3 -m json.tool")
+    print(f"  curl -s {admin_auth} {base}/v1/models/{model.replace('@', '/versions/')}")
     print(f"  curl -s {base}/healthz")
     print(f"  curl -s {base}/v1/ledger/checkpoint -H 'accept: text/plain'")
     print(f"  curl -s '{base}/v1/ledger/proofs/inclusion?index=1'")
@@ -141,7 +159,12 @@ def run_demo(settings: Settings, *, decisions: int, serve: bool, host: str, port
     import uvicorn
 
     from api.app import create_app
+    from api.cli import is_loopback
 
+    if settings.auth == "off" and not is_loopback(host):
+        print(f"refusing to serve on {host} with access control off (RATIONALE_AUTH=off)", file=sys.stderr)
+        services.close()
+        return 2
     app = create_app(settings, services=services)
     print(f"serving on {base} (Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

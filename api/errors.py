@@ -15,6 +15,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.json_body import JsonBodyError
+from api.services.access_errors import (
+    AccessError,
+    InvalidAccessRequestError,
+    NotAuthenticatedError,
+    PermissionDeniedError,
+    PurposeRequiredError,
+)
 from audit.errors import AuditError, EntryNotFoundError, NonCanonicalValueError, ProofError
 from explain.errors import (
     ArtifactError,
@@ -54,6 +61,10 @@ class ResourceNotFoundError(ApiError):
 # Most specific first: the first matching class wins.
 ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (JsonBodyError, 422, "invalid_json"),
+    (NotAuthenticatedError, 401, "unauthenticated"),
+    (PermissionDeniedError, 403, "forbidden"),
+    (PurposeRequiredError, 400, "purpose_required"),
+    (InvalidAccessRequestError, 422, "invalid_request"),
     (InvalidInputError, 422, "invalid_input"),
     (InvalidSchemaError, 422, "invalid_manifest"),
     (NonCanonicalValueError, 422, "invalid_input"),
@@ -161,9 +172,11 @@ def install_error_handlers(app: FastAPI) -> None:
             log.error("error on %s %s", request.method, request.url.path, exc_info=exc)
             return ErrorJSONResponse(status_code=500, content=error_body("internal", "internal server error"))
         headers = {"Retry-After": "5"} if status == 503 else None
+        if status == 401:
+            headers = {"WWW-Authenticate": 'Bearer realm="rationale"'}
         return ErrorJSONResponse(status_code=status, content=error_body(code, str(exc), details), headers=headers)
 
-    for base in (ApiError, ExplainError, StorageError, AuditError, JsonBodyError):
+    for base in (ApiError, ExplainError, StorageError, AuditError, JsonBodyError, AccessError):
         app.add_exception_handler(base, _domain)  # type: ignore[arg-type]
 
     @app.exception_handler(Exception)

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from audit.trust import VerifierKey, parse_verifier_keys
@@ -141,6 +141,24 @@ class Settings(BaseSettings):
     def batch_size_for(self, method: str) -> int:
         """The micro-batch size of one method: its own if set, else ``batch_size``."""
         return max(1, self.method_batch_sizes.get(method, self.batch_size))
+
+    # access control (README "Access control"; PRODUCT.md §8)
+    auth: Literal["on", "off"] = Field(
+        default="on",
+        description="API keys and roles on every route; 'off' only for local development: refused in "
+        "production, and `rationale serve` then binds loopback only",
+    )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key signing reviewer-page sessions; default: a random key kept in data_dir/keys",
+    )
+    session_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60, description="reviewer sign-in lifetime")
+
+    @model_validator(mode="after")
+    def _auth_off_only_in_development(self) -> Settings:
+        if self.auth == "off" and self.environment == "production":
+            raise ValueError("RATIONALE_AUTH=off is for local development only, never with environment=production")
+        return self
 
     @field_validator("origin")
     @classmethod

@@ -6,8 +6,10 @@ p99 < 20 ms, search p99 < 100 ms), on SQLite and PostgreSQL, in one run.
 Decisions are recorded through the service layer (ledger entries included; no explanation jobs), spread
 over a year and 50,000 subjects. Then a real `rationale serve` answers over HTTP: GET /v1/decisions/{id} for
 random ids, GET /v1/decisions?model=&since=&until= for random one-day windows and ?subject_ref= for random
-subjects (first page, 100 items). The floor is SQLAlchemy Core sending the same SELECTs straight to the
-database in this process (no HTTP, no ORM, no JSON rendering).
+subjects (first page, 100 items). Access control is on: the client uses a compliance key and states a
+purpose, so every lookup and search page appends its access entry to the ledger (group-committed) before
+it is answered: the figures include recording every read. The floor is SQLAlchemy Core sending the same
+SELECTs straight to the database in this process (no HTTP, no ORM, no JSON rendering).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from sqlalchemy import select
 
 from api.container import build_services
 from api.schemas import DecisionCreate, FeatureIn, ManifestIn
+from api.services.access import create_key, local_principal
 from api.services.decisions import record_decisions
 from api.services.models import register_model
 from api.settings import Settings
@@ -156,6 +159,10 @@ def measure(url: str, tmp: Path, n: int, queries: int) -> dict[str, tuple[float,
         }
     db.dispose()
 
+    services = build_services(Settings(data_dir=tmp / "data", database_url=url, workers=0))
+    with services.db.unit_of_work(write=False) as uow:
+        size_before = uow.ledger.size()
+    key = create_key(services, owner="bench", role="compliance", by=local_principal()).secret
     port = _free_port()
     env = {
         **os.environ,
@@ -171,7 +178,8 @@ def measure(url: str, tmp: Path, n: int, queries: int) -> dict[str, tuple[float,
         start_new_session=True,
     )
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        headers = {"Authorization": f"Bearer {key}", "X-Rationale-Purpose": "bench/lookup.py"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, headers=headers) as client:
             for _ in range(600):
                 try:
                     if client.get("/healthz").status_code == 200:
@@ -207,6 +215,12 @@ def measure(url: str, tmp: Path, n: int, queries: int) -> dict[str, tuple[float,
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
+    with services.db.unit_of_work(write=False) as uow:
+        recorded = uow.ledger.size() - size_before - 1  # less the key's own entry
+    services.close()
+    expected = 50 + len(ids) + len(days) + len(subjects)
+    assert recorded == expected, f"{recorded} access entries for {expected} reads"
+    print(f"  {url.split(':')[0]}: {recorded:,} reads recorded as access entries", file=sys.stderr, flush=True)
     return {**{f"floor {k}": v for k, v in floor.items()}, **{f"api {k}": v for k, v in api.items()}}
 
 

@@ -115,6 +115,19 @@ def manifest(name: str, background: Any, params: dict[str, Any]) -> dict[str, An
     }
 
 
+def _data_scientist_key(url: str, data_dir: Path) -> str:
+    """An API key that may register models and log decisions, minted in the bench's database."""
+    from api.container import build_services
+    from api.services.access import create_key, local_principal
+    from api.settings import Settings
+
+    services = build_services(Settings(data_dir=data_dir, database_url=url, workers=0))
+    try:
+        return create_key(services, owner="bench", role="data_scientist", by=local_principal()).secret
+    finally:
+        services.close()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -194,6 +207,7 @@ def through_api(
         "RATIONALE_EXPLAIN_PROCESSES": str(EXPLAIN_PROCESSES),
     }
     quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
+    key = _data_scientist_key(url, tmp / "data")
     procs = []
     if celery_workers:
         import redis
@@ -205,7 +219,8 @@ def through_api(
     server = [sys.executable, "-m", "api.cli", "serve", "--port", str(port)]
     procs.append(subprocess.Popen(server, env=env, **quiet))
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+        headers = {"Authorization": f"Bearer {key}"}  # access control is on, as in a real deployment
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120, headers=headers) as client:
             for _ in range(600):
                 try:
                     if client.get("/healthz").status_code == 200:

@@ -42,6 +42,7 @@ class UnitOfWork:
     session: Session
 
     def __post_init__(self) -> None:
+        from storage.access_store import AccessRepository
         from storage.ledger_store import SqlLedgerStore
         from storage.repos import (
             DecisionRepository,
@@ -57,6 +58,7 @@ class UnitOfWork:
         self.jobs = JobRepository(self.session)
         self.explanations = ExplanationRepository(self.session)
         self.outcomes = OutcomeRepository(self.session)
+        self.access = AccessRepository(self.session)
 
 
 def translate(error: BaseException) -> StorageError:

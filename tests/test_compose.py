@@ -68,3 +68,13 @@ def test_dependencies_exist(compose):
     for name, svc in compose["services"].items():
         for dep in svc.get("depends_on", {}):
             assert dep in services, f"{name} depends on unknown {dep}"
+
+
+def test_no_credentials_are_written_in_the_file_and_the_api_is_published_on_loopback(compose):
+    postgres = compose["services"]["postgres"]["environment"]
+    assert postgres["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?"), "the password comes from the environment"
+    url = compose["services"]["api"]["environment"]["RATIONALE_DATABASE_URL"]
+    assert ":${POSTGRES_PASSWORD:?" in url
+    assert "RATIONALE_AUTH" not in compose["services"]["api"]["environment"], "access control stays on"
+    [published] = compose["services"]["api"]["ports"]
+    assert published.startswith("${RATIONALE_PUBLISH_ADDRESS:-127.0.0.1}:"), published

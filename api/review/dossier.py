@@ -87,9 +87,11 @@ def show(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def build_dossier(services: Services, decision_id: str) -> Dossier:
-    """Raises storage's NotFoundError when the decision is not recorded."""
-    view = read_decision(services, decision_id)
+def build_dossier(services: Services, decision_id: str, *, view: DecisionView | None = None) -> Dossier:
+    """Raises storage's NotFoundError when the decision is not recorded. Pages pass the ``view`` they read
+    through api/services/access_reads.py (which checks the role and records the read)."""
+    if view is None:
+        view = read_decision(services, decision_id)
     model = view.model  # as its entry records it
     spec = _spec(model)
 

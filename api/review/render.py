@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from api.errors import classify
+from api.services.access_errors import NotAuthenticatedError
 
 log = logging.getLogger("rationale.review")
 TEMPLATES = Path(__file__).with_name("templates")
@@ -60,12 +61,24 @@ def environment() -> Environment:
 
 
 def render(template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("session", None)  # the signed-in reviewer (api/review/session.py), shown on every page
     html = environment().get_template(template).render(**context)
     return HTMLResponse(html, status_code=status)
 
 
 def error_page(status: int, title: str, message: str) -> HTMLResponse:
     return render("error.html", status=status, title=title, message=message)
+
+
+def _to_sign_in(request: Request, message: str) -> Response:
+    """No valid session: back to the sign-in form, which returns here afterwards (GET pages only)."""
+    from fastapi.responses import RedirectResponse
+
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    query = (
+        urlencode({"next": target, "message": message}) if request.method == "GET" else urlencode({"message": message})
+    )
+    return RedirectResponse(f"/review/sign-in?{query}", status_code=303)
 
 
 class PageRoute(APIRoute):
@@ -80,6 +93,8 @@ class PageRoute(APIRoute):
         async def handle(request: Request) -> Response:
             try:
                 return await handler(request)
+            except NotAuthenticatedError as exc:
+                return _to_sign_in(request, str(exc))
             except RequestValidationError as exc:
                 problems = "; ".join(str(e.get("msg", "invalid")) for e in exc.errors())
                 return error_page(422, "Request refused", problems or "invalid request")

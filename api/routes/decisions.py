@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.container import Services
-from api.deps import ServicesDep
+from api.deps import Allow, ServicesDep
 from api.edge import JSON_STATE_KEY
 from api.errors import InvalidRequestError, ResourceNotFoundError
 from api.json_body import parse_json
@@ -29,11 +29,11 @@ from api.schemas import (
     OutcomeCreate,
     OutcomeRecorded,
 )
-from api.services import searching
+from api.services import access_reads, searching
+from api.services.access import Principal
 from api.services.decisions import record_batch, request_explanations
 from api.services.intake import Intake
 from api.services.outcomes import record_outcome
-from api.services.reading import read_decision
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
 
@@ -88,7 +88,12 @@ def _intake(request: Request, services: Services) -> Intake:
     response_model=DecisionsRecorded,
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}},
 )
-async def create_decisions(request: Request, response: Response, services: ServicesDep) -> DecisionsRecorded:
+async def create_decisions(
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    _: Annotated[Principal, Allow("decisions.record")],
+) -> DecisionsRecorded:
     """Record one decision (an object) or a batch (``{"decisions": [...]}``) atomically."""
     data = await _json_body(request)
     if isinstance(data, dict) and "decisions" in data:
@@ -125,6 +130,7 @@ async def create_decisions(request: Request, response: Response, services: Servi
 @router.get("", response_model=DecisionPage)
 def search_decisions(
     services: ServicesDep,
+    principal: Annotated[Principal, Allow("decisions.search")],
     model: Annotated[str | None, Query(max_length=300, description="name or name@version")] = None,
     subject_ref: Annotated[str | None, Query(max_length=200)] = None,
     outcome: Annotated[str | None, Query(max_length=200, description="the real outcome's label")] = None,
@@ -143,18 +149,25 @@ def search_decisions(
         cursor=cursor,
         limit=limit,
     )
-    items, next_cursor = searching.search_decisions(services, query)
+    items, next_cursor = access_reads.search_decisions(services, principal, query)
     return DecisionPage(items=[decision_summary(r) for r in items], next_cursor=next_cursor)
 
 
 @router.get("/{decision_id}", response_model=DecisionPublic)
-def get_decision(services: ServicesDep, decision_id: DecisionIdPath) -> DecisionPublic:
+def get_decision(
+    services: ServicesDep, principal: Annotated[Principal, Allow("decisions.read")], decision_id: DecisionIdPath
+) -> DecisionPublic:
     """The decision, its explanations and jobs, and where it sits in the ledger."""
-    return decision_view_public(read_decision(services, decision_id))
+    return decision_view_public(access_reads.read_decision(services, principal, decision_id))
 
 
 @router.post("/{decision_id}/explanations", status_code=status.HTTP_202_ACCEPTED, response_model=JobsCreated)
-def add_explanations(services: ServicesDep, decision_id: DecisionIdPath, body: ExplanationRequest) -> JobsCreated:
+def add_explanations(
+    services: ServicesDep,
+    _: Annotated[Principal, Allow("explanations.request")],
+    decision_id: DecisionIdPath,
+    body: ExplanationRequest,
+) -> JobsCreated:
     """Queue more methods for a recorded decision; asking again for the same returns the same jobs."""
     jobs = request_explanations(
         services,
@@ -168,7 +181,11 @@ def add_explanations(services: ServicesDep, decision_id: DecisionIdPath, body: E
 
 @router.post("/{decision_id}/outcome", status_code=status.HTTP_201_CREATED, response_model=OutcomeRecorded)
 def add_outcome(
-    services: ServicesDep, decision_id: DecisionIdPath, body: OutcomeCreate, response: Response
+    services: ServicesDep,
+    _: Annotated[Principal, Allow("outcomes.record")],
+    decision_id: DecisionIdPath,
+    body: OutcomeCreate,
+    response: Response,
 ) -> OutcomeRecorded:
     """Append the real outcome of a decision once it is known (delayed labels)."""
     result = record_outcome(services, decision_id=decision_id, body=body)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.deps import ServicesDep
+from api.deps import Public, ServicesDep
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz")
-def healthz(services: ServicesDep, request: Request) -> dict[str, Any]:
+def healthz(
+    services: ServicesDep,
+    request: Request,
+    _: Annotated[None, Public("liveness for orchestrators: counts only, no personal data")],
+) -> dict[str, Any]:
     with services.db.unit_of_work(write=False) as uow:
         size = uow.ledger.size()
         depth = uow.jobs.depth()
@@ -29,7 +33,10 @@ def healthz(services: ServicesDep, request: Request) -> dict[str, Any]:
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(services: ServicesDep) -> Response:
+def metrics(
+    services: ServicesDep,
+    _: Annotated[None, Public("Prometheus scrapers carry no key; gauges and counters only, no personal data")],
+) -> Response:
     """Prometheus exposition; shared-state gauges are read from the database at scrape time."""
     with services.db.unit_of_work(write=False) as uow:
         size = uow.ledger.size()

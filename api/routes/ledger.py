@@ -8,12 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from api.deps import ServicesDep
+from api.deps import Allow, Public, ServicesDep
 from api.errors import InvalidRequestError, ResourceNotFoundError
 from api.params import MAX_LEDGER_INDEX, LedgerIndexPath
+from api.services import access_reads
+from api.services.access import Principal
 from audit.note import verifier_key
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
+PUBLIC_PROOFS = "public verification: signed tree heads, RFC 9162 proofs and public keys hold no personal data"
 
 
 def _b64(data: bytes) -> str:
@@ -23,6 +26,7 @@ def _b64(data: bytes) -> str:
 @router.get("/checkpoint", response_model=None)
 def latest_checkpoint(
     services: ServicesDep,
+    _: Annotated[None, Public(PUBLIC_PROOFS)],
     request: Request,
     witnessed: Annotated[
         int | None, Query(ge=1, le=64, description="the latest checkpoint cosigned by at least this many witnesses")
@@ -68,12 +72,14 @@ def latest_checkpoint(
 
 
 @router.get("/entries/{index}")
-def entry(services: ServicesDep, index: LedgerIndexPath) -> dict[str, Any]:
-    """An entry's canonical bytes (base64) and leaf hash: hash the bytes yourself to check."""
+def entry(
+    services: ServicesDep, principal: Annotated[Principal, Allow("ledger.entries.read")], index: LedgerIndexPath
+) -> dict[str, Any]:
+    """An entry's canonical bytes (base64) and leaf hash: hash the bytes yourself to check. Entries hold
+    personal data (inputs, subject references), so this read is authenticated and recorded."""
     if index < 0:
         raise InvalidRequestError("index must be >= 0", field="index")
-    with services.db.unit_of_work(write=False) as uow:
-        stored = uow.ledger.read(index)
+    stored = access_reads.read_ledger_entry(services, principal, index)
     return {
         "index": stored.index,
         "type": stored.type,
@@ -91,6 +97,7 @@ def _check_size(size: int, tree_size: int, field: str) -> None:
 @router.get("/proofs/inclusion")
 def inclusion_proof(
     services: ServicesDep,
+    _: Annotated[None, Public(PUBLIC_PROOFS)],
     index: Annotated[int, Query(ge=0, le=MAX_LEDGER_INDEX)],
     tree_size: Annotated[
         int | None, Query(ge=1, le=MAX_LEDGER_INDEX, description="default: the latest checkpoint's size")
@@ -121,6 +128,7 @@ def inclusion_proof(
 @router.get("/proofs/consistency")
 def consistency_proof(
     services: ServicesDep,
+    _: Annotated[None, Public(PUBLIC_PROOFS)],
     first: Annotated[int, Query(ge=1, le=MAX_LEDGER_INDEX)],
     second: Annotated[int, Query(ge=1, le=MAX_LEDGER_INDEX)],
 ) -> dict[str, Any]:
@@ -142,7 +150,7 @@ def consistency_proof(
 
 
 @router.get("/keys")
-def public_keys(services: ServicesDep) -> dict[str, Any]:
+def public_keys(services: ServicesDep, _: Annotated[None, Public(PUBLIC_PROOFS)]) -> dict[str, Any]:
     """Every checkpoint-signing public key ever used, by key id (old checkpoints stay verifiable).
 
     These come from the database: a verifier checks them against a key it got out of band, never trusts them."""

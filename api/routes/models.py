@@ -8,13 +8,14 @@ from fastapi import APIRouter, File, Form, Query, UploadFile, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.deps import ServicesDep
+from api.deps import Allow, ServicesDep
 from api.errors import InvalidRequestError, ResourceNotFoundError
 from api.json_body import JsonBodyError, parse_json
 from api.params import NamePath
 from api.presenters import model_public, model_view_public
 from api.schemas import ManifestIn, ModelList, ModelVersionPublic
 from api.services import reading
+from api.services.access import Principal, Role
 from api.services.models import parse_background_file, register_model
 from api.settings import Settings
 
@@ -38,14 +39,10 @@ def upload_may_unpickle(settings: Settings, *, principal_is_admin: bool = False)
     return bool(settings.allow_pickle and principal_is_admin)
 
 
-# Until access control lands there are no roles: the operator's setting alone decides.
-# MERGE(access): replace with the route principal's role, ``principal.role == "admin"``.
-_PRINCIPAL_IS_ADMIN_UNTIL_ACCESS_LANDS = True
-
-
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelVersionPublic)
 def register(
     services: ServicesDep,
+    principal: Annotated[Principal, Allow("models.register")],
     manifest: Annotated[str, Form(description="the manifest as JSON (see ManifestIn)")],
     artifact: Annotated[UploadFile, File(description="model artifact: skops, XGBoost JSON/UBJ, LightGBM text")],
     background: Annotated[UploadFile | None, File(description="background sample as CSV, JSON or JSONL")] = None,
@@ -71,18 +68,24 @@ def register(
         artifact=artifact.file.read(),
         background_rows=rows,
         background_from_csv=from_csv,
-        allow_pickle=upload_may_unpickle(services.settings, principal_is_admin=_PRINCIPAL_IS_ADMIN_UNTIL_ACCESS_LANDS),
+        allow_pickle=upload_may_unpickle(services.settings, principal_is_admin=principal.role is Role.ADMIN),
     )
     return model_public(registration.record, leaf_hash=registration.leaf_hash, created=registration.created)
 
 
 @router.get("", response_model=ModelList)
-def list_models(services: ServicesDep, name: Annotated[str | None, Query(max_length=128)] = None) -> ModelList:
+def list_models(
+    services: ServicesDep,
+    _: Annotated[Principal, Allow("models.read")],
+    name: Annotated[str | None, Query(max_length=128)] = None,
+) -> ModelList:
     return ModelList(items=[model_view_public(v) for v in reading.list_models(services, name=name)])
 
 
 @router.get("/{name}/versions/{version}", response_model=ModelVersionPublic)
-def get_model(services: ServicesDep, name: NamePath, version: NamePath) -> ModelVersionPublic:
+def get_model(
+    services: ServicesDep, _: Annotated[Principal, Allow("models.read")], name: NamePath, version: NamePath
+) -> ModelVersionPublic:
     view = reading.read_model(services, name, version)
     if view is None:
         raise ResourceNotFoundError(f"model {name}@{version} is not registered")

@@ -1,4 +1,5 @@
-"""API fixtures: real services over a fresh SQLite or PostgreSQL database, and an HTTP client."""
+"""API fixtures: real services over a fresh SQLite or PostgreSQL database, and an HTTP client signed in with an
+admin key created in that database (access control stays on)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from api.container import Services, build_services
 from api.settings import Settings
 from explain.artifacts import dump_skops
 from explain.samples import train_credit_pipeline
-from tests.api.helpers import credit_manifest
+from tests.api.helpers import auth_headers, credit_manifest
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +57,7 @@ def services(settings: Settings) -> Iterator[Services]:
 def client(services: Services) -> Iterator[TestClient]:
     app = create_app(services=services, start_workers=False, publish_checkpoints=False)
     with TestClient(app, raise_server_exceptions=False) as test_client:
+        test_client.headers.update(auth_headers(services))  # an admin key in the test database
         yield test_client
 
 

@@ -29,4 +29,34 @@ def applicant_rows(n: int, *, seed: int = 11) -> list[dict[str, Any]]:
 
 
 def ledger_size(client: Any) -> int:
-    return int(client.get("/healthz").json()["ledger_size"])
+    """Ledger entries other than access control's own (reads and key events append ``access.*`` entries)."""
+    from sqlalchemy import func, select
+
+    from storage.tables import LedgerEntryRow
+
+    services = client.app.state.services
+    with services.db.unit_of_work(write=False) as uow:
+        query = select(func.count()).where(LedgerEntryRow.entry_type.not_like("access.%"))
+        return int(uow.session.execute(query).scalar_one())
+
+
+def issue_key(services: Any, role: str = "admin", owner: str = "tests") -> str:
+    """A fresh API key of ``role`` seeded in the services' database, as a fixture: unlike
+    ``api.services.access.create_key`` it appends no ``access.key`` ledger entry, so tests that count entries
+    or tree sizes see only their own. Returns the secret."""
+    import secrets
+
+    from api.services.access import hash_key
+    from storage.access_store import ApiKeyRecord
+
+    key_id = secrets.token_hex(8)
+    secret = f"rk_{key_id}_{secrets.token_urlsafe(32)}"
+    record = ApiKeyRecord(key_id, owner, role, hash_key(secret), services.clock(), "tests", None, None)
+    with services.db.unit_of_work() as uow:
+        uow.access.add_key(record)
+    return secret
+
+
+def auth_headers(services: Any, role: str = "admin", purpose: str = "automated test") -> dict[str, str]:
+    """Request headers carrying a fresh key of ``role`` and a stated purpose."""
+    return {"Authorization": f"Bearer {issue_key(services, role)}", "X-Rationale-Purpose": purpose}

@@ -20,7 +20,7 @@ from api.app import create_app
 from api.container import build_services
 from api.services.verification import verify_whole_ledger
 from api.settings import Settings
-from tests.api.helpers import applicant_rows, credit_manifest
+from tests.api.helpers import applicant_rows, auth_headers, credit_manifest
 
 BROKER = os.environ.get("RATIONALE_TEST_BROKER_URL", "redis://127.0.0.1:6379/9")
 
@@ -93,6 +93,7 @@ def celery_env(db_url: str, tmp_path: Path, broker: str) -> Iterator[tuple[TestC
     workers = Workers(settings, tmp_path)
     app = create_app(services=services, publish_checkpoints=False)
     with TestClient(app, raise_server_exceptions=False) as client:
+        client.headers.update(auth_headers(services))
         yield client, workers, services
         workers.stop()
     services.close()

@@ -20,7 +20,7 @@ from api.services.verification import verify_whole_ledger
 from api.workers.compute_pool import ComputePool
 from explain.base import Budget, Target
 from explain.errors import BudgetExceededError
-from tests.api.helpers import applicant_rows, credit_manifest
+from tests.api.helpers import applicant_rows, auth_headers, credit_manifest
 
 pytestmark = pytest.mark.heavy
 
@@ -114,6 +114,7 @@ def test_the_embedded_pool_explains_through_its_child_process(services, credit_a
     live = dataclasses.replace(services, settings=settings)
     app = create_app(services=live, start_workers=True, publish_checkpoints=False)
     with TestClient(app) as http:
+        http.headers.update(auth_headers(live))
         resp = http.post(
             "/v1/models",
             data={"manifest": json.dumps(credit_manifest())},

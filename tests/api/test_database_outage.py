@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.container import build_services
 from api.settings import Settings
+from tests.api.helpers import auth_headers
 
 
 class Relay:
@@ -83,6 +84,7 @@ def relayed(db_url: str, tmp_path) -> Iterator[tuple[TestClient, Relay]]:
     services = build_services(settings)
     app = create_app(services=services, start_workers=False, publish_checkpoints=False)
     with TestClient(app, raise_server_exceptions=False) as client:
+        client.headers.update(auth_headers(services))
         yield client, relay
     relay.cut()
     services.close()

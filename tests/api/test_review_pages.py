@@ -12,6 +12,7 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from sqlalchemy import text
 from api.app import create_app
 from api.container import Services, build_services
 from api.schemas import DecisionCreate, ManifestIn, OutcomeCreate
+from api.services.access import ROLES
 from api.services.checkpoints import publish_now
 from api.services.decisions import record_decisions
 from api.services.models import register_model
@@ -30,7 +32,7 @@ from api.settings import Settings
 from api.workers.local_pool import drain
 from explain.samples import PURPOSES, credit_spec
 from storage.db import Database
-from tests.api.helpers import applicant_rows, credit_manifest
+from tests.api.helpers import applicant_rows, credit_manifest, issue_key
 
 pytestmark = [pytest.mark.browser, pytest.mark.heavy]
 
@@ -56,6 +58,18 @@ METHODS = ["shap", "anchors", "counterfactuals"]
 class Site:
     base: str
     services: Services
+    clock: MovableClock
+    keys: dict[str, str]  # role -> key secret
+
+
+class MovableClock:
+    """The services' injected clock: real time plus an offset the expiry test moves forward (never sleeps)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
 
 
 def _record(services: Services, decisions: list[dict[str, Any]]) -> None:
@@ -74,7 +88,9 @@ def site(tmp_path_factory: pytest.TempPathFactory, credit_artifact: bytes) -> It
     database = Database.from_url(settings.effective_database_url)
     database.upgrade()
     database.dispose()
-    services = build_services(settings)
+    clock = MovableClock()
+    services = build_services(settings, clock=clock)
+    keys = {role: issue_key(services, role, owner=f"{role} reviewer") for role in ROLES}
     register_model(services, manifest=ManifestIn.model_validate(credit_manifest()), artifact=credit_artifact)
     features = credit_manifest()["features"]
     for feature in features:  # a version whose categories admit markup, as a careless schema might
@@ -123,7 +139,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, credit_artifact: bytes) -> It
         threading.Event().wait(0.05)
     assert server.started, "uvicorn did not start"
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield Site(base=f"http://127.0.0.1:{port}", services=services)
+    yield Site(base=f"http://127.0.0.1:{port}", services=services, clock=clock, keys=keys)
     server.should_exit = True
     thread.join(10)
     services.close()
@@ -151,7 +167,8 @@ def dialogs() -> list[str]:
 
 
 @pytest.fixture
-def page(browser: Any, site: Site, dialogs: list[str]) -> Iterator[Any]:
+def anonymous(browser: Any, site: Site, dialogs: list[str]) -> Iterator[Any]:
+    """A fresh browser context with no session."""
     context = browser.new_context(base_url=site.base)
     tab = context.new_page()
 
@@ -164,6 +181,26 @@ def page(browser: Any, site: Site, dialogs: list[str]) -> Iterator[Any]:
     context.close()
 
 
+def sign_in(tab: Any, key: str, purpose: str = "browser test", *, start: str = "/review") -> Any:
+    tab.goto(start)
+    tab.fill("#key", key)
+    tab.fill("#purpose", purpose)
+    with tab.expect_navigation() as navigation:
+        tab.click("#sign-in")
+    return navigation.value
+
+
+@pytest.fixture
+def page(anonymous: Any, site: Site) -> Any:
+    """Signed in with a compliance key (search, dossiers, exports) and a stated purpose."""
+    sign_in(anonymous, site.keys["compliance"])
+    return anonymous
+
+
+def api_headers(site: Site, role: str = "compliance") -> dict[str, str]:
+    return {"Authorization": f"Bearer {site.keys[role]}", "X-Rationale-Purpose": "browser test"}
+
+
 def test_search_by_subject_and_open_the_dossier(page: Any, site: Site) -> None:
     page.goto("/review")
     page.fill("#subject_ref", SUBJECT)
@@ -174,7 +211,7 @@ def test_search_by_subject_and_open_the_dossier(page: Any, site: Site) -> None:
     page.click(f"#results a:text-is('{RICH}')")
     page.wait_for_url(f"**/review/decisions/{RICH}")
 
-    api = page.request.get(f"/v1/decisions/{RICH}").json()
+    api = page.request.get(f"/v1/decisions/{RICH}", headers=api_headers(site)).json()
     assert page.locator("#reasons li").all_inner_texts() == api["reasons"]["sentences"]
     assert len(api["reasons"]["sentences"]) >= 3
     assert page.inner_text("#predicted") == api["output"]["label"]
@@ -324,3 +361,126 @@ def test_an_edited_outcome_fails_the_check_and_the_recorded_one_is_shown(page: A
 def test_search_flags_a_row_that_no_longer_matches_its_entry(page: Any) -> None:
     page.goto("/review?subject_ref=forged")
     assert "altered row" in page.inner_text("#results")
+
+
+# sign-in, sessions and CSRF (issue #14 item 5)
+
+
+def test_sign_in_returns_to_the_page_asked_for_and_shows_who_is_signed_in(anonymous: Any, site: Site) -> None:
+    response = anonymous.goto("/review/decisions/app-3")
+    assert "/review/sign-in" in anonymous.url and response.status == 200
+    assert anonymous.locator("#signed-in").count() == 0
+    sign_in(anonymous, site.keys["compliance"], "complaint 2026-114", start=anonymous.url)
+    assert anonymous.url.endswith("/review/decisions/app-3")
+    assert anonymous.inner_text("#decision-id") == "app-3"
+    assert anonymous.inner_text("#signed-in-name") == "compliance reviewer"
+    assert anonymous.inner_text("#signed-in-role") == "compliance"
+    assert anonymous.input_value("#purpose-input") == "complaint 2026-114"
+    [cookie] = [c for c in anonymous.context.cookies() if c["name"] == "rationale_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/review"
+    assert not cookie["secure"]  # plain http here; Secure is set when the request came over https
+    assert site.keys["compliance"] not in cookie["value"]
+    for path in ("/review", "/review/decisions/app-2"):
+        anonymous.goto(path)
+        assert anonymous.inner_text("#signed-in-name") == "compliance reviewer"
+
+    anonymous.click("#sign-out")
+    anonymous.wait_for_url("**/review/sign-in**")
+    assert "Signed out." in anonymous.inner_text("#message")
+    anonymous.goto("/review/decisions/app-3")
+    assert "/review/sign-in" in anonymous.url
+
+
+def test_a_wrong_key_is_refused_without_a_session(anonymous: Any, site: Site) -> None:
+    for key in ("rk_0123456789abcdef_" + "A" * 43, "hunter2", site.keys["compliance"][:-1] + "Z"):
+        navigation = sign_in(anonymous, key)
+        assert navigation.status == 401
+        assert "That key is not valid" in anonymous.inner_text("#message")
+        assert key not in anonymous.content()
+        assert [c for c in anonymous.context.cookies() if c["name"] == "rationale_session"] == []
+    anonymous.goto("/review")
+    assert "/review/sign-in" in anonymous.url
+
+
+def test_a_compliance_reviewer_must_state_a_purpose(anonymous: Any, site: Site) -> None:
+    navigation = sign_in(anonymous, site.keys["compliance"], purpose="")
+    assert navigation.status == 422
+    assert "must state the purpose" in anonymous.inner_text("#message")
+
+
+def test_an_expired_session_asks_to_sign_in_again(anonymous: Any, site: Site) -> None:
+    sign_in(anonymous, site.keys["compliance"], start="/review/decisions/app-3")
+    assert anonymous.inner_text("#decision-id") == "app-3"
+    site.clock.offset += timedelta(minutes=site.services.settings.session_minutes, seconds=1)
+    anonymous.goto("/review/decisions/app-2")
+    assert "/review/sign-in" in anonymous.url
+    assert "expired" in anonymous.inner_text("#message")
+    sign_in(anonymous, site.keys["compliance"], start=anonymous.url)  # a new session works at the new time
+    assert anonymous.inner_text("#decision-id") == "app-2"
+
+
+def test_a_forged_post_without_the_csrf_token_is_refused(page: Any, site: Site) -> None:
+    from sqlalchemy import func, select
+
+    from storage.access_store import ExportOwnerRow
+
+    def exports() -> int:
+        with site.services.db.unit_of_work(write=False) as uow:
+            return int(uow.session.execute(select(func.count()).select_from(ExportOwnerRow)).scalar_one())
+
+    before = exports()
+    page.goto("/review/decisions/app-3")
+    for token in (None, "", "0" * 32):
+        script = """token => {
+            const form = document.createElement('form');
+            form.method = 'post';
+            form.action = '/review/decisions/app-3/export';
+            if (token !== null) {
+                const field = document.createElement('input');
+                field.type = 'hidden'; field.name = 'csrf'; field.value = token;
+                form.appendChild(field);
+            }
+            document.body.appendChild(form);
+            form.submit();
+        }"""
+        with page.expect_navigation() as navigation:
+            page.evaluate(script, token)
+        assert navigation.value.status == 403
+        assert "CSRF" in page.inner_text("#message")
+    assert exports() == before
+    page.goto("/review/decisions/app-3")  # the real form, with its token, still works
+    page.click("#export-button")
+    page.wait_for_url("**/review/exports/*")
+    assert exports() == before + 1
+    assert page.inner_text("#export-owner").startswith("compliance reviewer")
+
+
+def test_a_regulator_cannot_open_a_dossier(anonymous: Any, site: Site) -> None:
+    navigation = sign_in(anonymous, site.keys["regulator"], "supervisory review", start=f"/review/decisions/{RICH}")
+    assert anonymous.url.endswith(f"/review/decisions/{RICH}") and navigation.status == 403
+    response = anonymous.goto(f"/review/decisions/{RICH}")
+    assert response.status == 403
+    assert "may not decisions.read" in anonymous.inner_text("#message")
+    assert anonymous.locator("#reasons, #inputs").count() == 0
+    response = anonymous.goto(f"/review?subject_ref={SUBJECT}")
+    assert response.status == 403
+
+
+def test_the_access_log_page_shows_who_read_a_persons_records_and_why(browser: Any, site: Site) -> None:
+    reader = browser.new_context(base_url=site.base).new_page()
+    sign_in(reader, site.keys["compliance"], "complaint about applicant 8", start="/review/decisions/app-3")
+    assert reader.inner_text("#decision-id") == "app-3"
+    reader.context.close()
+
+    admin = browser.new_context(base_url=site.base).new_page()
+    sign_in(admin, site.keys["admin"], "", start="/review/access")
+    admin.fill("#subject_ref", "applicant-008")
+    admin.click("#access-search button[type=submit]")
+    rows = admin.locator("#access-log tbody tr")
+    assert rows.count() >= 1
+    first = rows.nth(0).locator("td")
+    assert first.nth(1).inner_text().startswith("compliance reviewer")
+    assert first.nth(2).inner_text() == "compliance"
+    assert first.nth(3).inner_text() == "dossier.read: app-3"
+    assert first.nth(4).inner_text() == "complaint about applicant 8"
+    admin.context.close()

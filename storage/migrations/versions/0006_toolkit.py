@@ -1,7 +1,7 @@
 """Deployments: an index of the ``model.deployment`` ledger entries (which version of a model was live when).
 
 Revision ID: 0006_toolkit
-Revises: 0003_witness
+Revises: 0005_access
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_toolkit"
-down_revision = "0003_witness"
+down_revision = "0005_access"
 branch_labels = None
 depends_on = None
 
