@@ -23,7 +23,6 @@ from audit.access_payload import AccessPayloadError, AccessRead
 from audit.entry import StoredEntry, parse_timestamp
 from storage.access_store import ExportGrant
 from storage.errors import NotFoundError
-from storage.records import DecisionRecord
 
 MAX_LOG = 1000
 
@@ -79,7 +78,7 @@ def read_decision(
 
 def search_decisions(
     services: Services, principal: Principal, query: searching.DecisionQuery, *, via: str = "api"
-) -> tuple[list[DecisionRecord], str | None]:
+) -> tuple[list[reading.SearchHit], str | None]:
     """One page of a search; the entry names the filter and every decision and subject on the page."""
     _guard(principal, "decisions.search")
     items, next_cursor = searching.search_decisions(services, query)
@@ -97,7 +96,7 @@ def search_decisions(
         principal,
         "search.review" if via == "review" else "search.api",
         target={"query": {k: v for k, v in filters.items() if v is not None}},
-        decisions=[(r.decision_id, r.subject_ref) for r in items],
+        decisions=[(r.record.decision_id, r.record.subject_ref) for r in items],
         subjects=[query.subject_ref] if query.subject_ref else [],
     )
     return items, next_cursor
