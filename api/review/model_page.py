@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse
@@ -16,6 +17,7 @@ from api.deps import ServicesDep
 from api.errors import InvalidRequestError
 from api.review.model_charts import BarChart, LineChart, PeriodChart, bar_chart, line_chart, period_chart
 from api.review.render import PageRoute, render
+from api.review.session import Page, PageSession
 from api.services.analytics.overview import ModelOverview, build_overview
 
 router = APIRouter(prefix="/review", tags=["review"], route_class=PageRoute, include_in_schema=False)
@@ -77,6 +79,7 @@ def parse_moment(text: str | None, field: str) -> datetime | None:
 @router.get("/models/{name}", response_class=HTMLResponse)
 def model_page(
     services: ServicesDep,
+    session: Annotated[PageSession, Page("analytics.read")],
     name: str,
     since: str | None = None,
     until: str | None = None,
@@ -102,4 +105,4 @@ def model_page(
         group=group or None,
     )
     view = model_view(overview, form=form, report=False, now=utc_now())
-    return render("model.html", v=view)
+    return render("model.html", v=view, session=session)

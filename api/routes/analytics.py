@@ -3,8 +3,9 @@ attributions by model, and replay of a decision's explanations.
 
 Responses are the services' own frozen dataclasses (typed in the OpenAPI document); the routes only parse
 parameters. The analytics read many decisions, so they run in the thread pool, off the event loop.
-Access control will add one ``Annotated`` dependency per route (readers: data_scientist, admin;
-``POST .../deployments``: admin or data_scientist; replay: data_scientist, compliance, admin).
+Each route admits the roles of one action (``api/services/access.py`` RIGHTS): ``analytics.read``,
+``deployments.record``, ``decisions.replay``; attribution pages and replays read decisions, so each leaves an
+access entry in the ledger like every other read.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from fastapi import APIRouter, Query, status
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ServicesDep
+from api.deps import Allow, ServicesDep
 from api.schemas import NAME_PATTERN, Strict
+from api.services import access_reads
+from api.services.access import Principal, require_purpose
 from api.services.analytics.attributions import AttributionPage, list_attributions
 from api.services.analytics.drift import Drift, WindowSpec, compute_drift
 from api.services.analytics.fairness import Fairness, compute_fairness
@@ -46,7 +49,9 @@ class DeploymentCreate(Strict):
 
 
 @router.post("/deployments", status_code=status.HTTP_201_CREATED, response_model=DeploymentRecorded)
-def create_deployment(services: ServicesDep, name: str, body: DeploymentCreate) -> DeploymentRecorded:
+def create_deployment(
+    services: ServicesDep, _: Annotated[Principal, Allow("deployments.record")], name: str, body: DeploymentCreate
+) -> DeploymentRecorded:
     """Record, as a ledger entry, that a version went live or was rolled back to, and why."""
     return record_deployment(
         services,
@@ -59,7 +64,7 @@ def create_deployment(services: ServicesDep, name: str, body: DeploymentCreate) 
 
 
 @router.get("/timeline", response_model=Timeline)
-async def timeline(services: ServicesDep, name: str) -> Timeline:
+async def timeline(services: ServicesDep, _: Annotated[Principal, Allow("analytics.read")], name: str) -> Timeline:
     """Deployments merged with each version's first and last decision; decisions made by a version that was
     not live at the time are counted and the first few named."""
     return await run_in_threadpool(build_timeline, services, name)
@@ -68,6 +73,7 @@ async def timeline(services: ServicesDep, name: str) -> Timeline:
 @router.get("/drift", response_model=Drift)
 async def drift(
     services: ServicesDep,
+    _: Annotated[Principal, Allow("analytics.read")],
     name: str,
     reference_version: Versions = None,
     reference_since: Since = None,
@@ -89,6 +95,7 @@ async def drift(
 @router.get("/importance", response_model=Importance)
 async def importance(
     services: ServicesDep,
+    _: Annotated[Principal, Allow("analytics.read")],
     name: str,
     version: Versions = None,
     since: Since = None,
@@ -104,6 +111,7 @@ async def importance(
 @router.get("/performance", response_model=Performance)
 async def performance(
     services: ServicesDep,
+    _: Annotated[Principal, Allow("analytics.read")],
     name: str,
     version: Versions = None,
     since: Since = None,
@@ -129,6 +137,7 @@ async def performance(
 @router.get("/fairness", response_model=Fairness)
 async def fairness(
     services: ServicesDep,
+    _: Annotated[Principal, Allow("analytics.read")],
     name: str,
     group: Annotated[str, Query(min_length=1, max_length=200, description="input feature or context key")],
     version: Versions = None,
@@ -148,6 +157,7 @@ async def fairness(
 @router.get("/attributions", response_model=AttributionPage)
 async def attributions(
     services: ServicesDep,
+    principal: Annotated[Principal, Allow("analytics.read")],
     name: str,
     version: Versions = None,
     since: Since = None,
@@ -155,12 +165,23 @@ async def attributions(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> AttributionPage:
-    """SHAP attributions per raw feature of the model's decisions, a page at a time."""
-    return await run_in_threadpool(
+    """SHAP attributions per raw feature of the model's decisions, a page at a time (an access entry names
+    the decisions on the page)."""
+    page = await run_in_threadpool(
         lambda: list_attributions(
             services, name, versions=version, since=since, until=until, cursor=cursor, limit=limit
         )
     )
+    await run_in_threadpool(
+        lambda: access_reads.record_read(
+            services,
+            principal,
+            "attributions.read",
+            target={"model": name, "cursor": cursor, "limit": limit},
+            decisions=[(item.decision_id, None) for item in page.items],
+        )
+    )
+    return page
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +195,16 @@ class ReplayPublic:
 
 
 @decisions_router.post("/{decision_id}/replay", response_model=ReplayPublic)
-def replay(services: ServicesDep, decision_id: str) -> ReplayPublic:
-    """Re-run the decision's recorded explanations from the stored artifact and compare with the ledger."""
+def replay(
+    services: ServicesDep, principal: Annotated[Principal, Allow("decisions.replay")], decision_id: str
+) -> ReplayPublic:
+    """Re-run the decision's recorded explanations from the stored artifact and compare with the ledger (an
+    access entry records the read)."""
+    require_purpose(principal)
     report = replay_decision(services, decision_id)
+    access_reads.record_read(
+        services, principal, "decision.replay", target={"decision_id": decision_id}, decisions=[(decision_id, None)]
+    )
     return ReplayPublic(
         decision_id=report.decision_id,
         model=report.model,

@@ -61,6 +61,9 @@ RIGHTS: dict[str, frozenset[Role]] = {
         "exports.create": (_C,),
         "exports.read": (_C, _R),
         "ledger.entries.read": (_C,),
+        "analytics.read": (_D,),
+        "deployments.record": (_D,),
+        "decisions.replay": (_D, _C),
         "access.keys": (),
         "access.log": (),
         # uploading a pickle/joblib artifact runs its code on load: admin only, and only when the operator
