@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from explain.base import CallMeter, Explainer, Target
+from explain.base import BatchMeter, CallMeter, Explainer, Target
 from explain.coding import FeatureCoder
 from explain.errors import UnsupportedModelError
 from explain.results import AnchorRule, ExplanationResult
@@ -38,7 +38,7 @@ class AnchorExplainer(Explainer):
     method = "anchors"
 
     def _explain(
-        self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: CallMeter
+        self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: BatchMeter
     ) -> list[ExplanationResult]:
         from alibi.explainers import AnchorTabular
 
@@ -52,10 +52,12 @@ class AnchorExplainer(Explainer):
         results = []
         for i, seed in enumerate(seeds):
             started = time.perf_counter()
+            own = meter.row(i)
+            own.start()
 
-            def model(z: np.ndarray) -> np.ndarray:
+            def model(z: np.ndarray, own: CallMeter = own) -> np.ndarray:
                 z = np.atleast_2d(z)
-                meter.charge(len(z))
+                own.charge(len(z))
                 return np.argmax(self.predictor.predict_scores(coder.decode(z)), axis=1)
 
             with GLOBAL_RANDOM:  # alibi samples from numpy's global generator
@@ -92,7 +94,7 @@ class AnchorExplainer(Explainer):
                     library_versions=library_versions("alibi"),
                     quality={"precision": rule.precision, "coverage": rule.coverage},
                     compute_ms=(time.perf_counter() - started) * 1000,
-                    model_calls=meter.rows,
+                    model_calls=own.rows,
                 )
             )
         return results

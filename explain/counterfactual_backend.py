@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from explain.base import CallMeter, Explainer, Target
+from explain.base import BatchMeter, CallMeter, Explainer, Target
 from explain.errors import UnsupportedModelError
 from explain.results import Counterfactual, Counterfactuals, ExplanationResult, FeatureChange
 from explain.schema import ModelSpec
@@ -90,7 +90,7 @@ class CounterfactualExplainer(Explainer):
     method = "counterfactuals"
 
     def _explain(
-        self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: CallMeter
+        self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: BatchMeter
     ) -> list[ExplanationResult]:
         spec = self.predictor.spec
         if not spec.is_classifier:
@@ -104,11 +104,11 @@ class CounterfactualExplainer(Explainer):
                     "the alibi-proto counterfactual back-end needs TensorFlow: pip install 'rationale[tensorflow]'"
                 ) from exc
             scores = self.predictor.predict_scores(rows)
-            return [self._proto(rows.iloc[[i]], scores[i], seeds[i], meter) for i in range(len(rows))]
+            return [self._proto(rows.iloc[[i]], scores[i], seeds[i], meter.row(i)) for i in range(len(rows))]
         if backend != "dice":
             raise UnsupportedModelError(f"unknown counterfactual back-end {backend!r}; use dice or alibi-proto")
         scores = self.predictor.predict_scores(rows)
-        return [self._one(rows.iloc[[i]], scores[i], seeds[i], meter) for i in range(len(rows))]
+        return [self._one(rows.iloc[[i]], scores[i], seeds[i], meter.row(i)) for i in range(len(rows))]
 
     def _desired(self, scores: np.ndarray) -> int:
         spec = self.predictor.spec
@@ -126,6 +126,7 @@ class CounterfactualExplainer(Explainer):
 
         logging.getLogger("dice_ml").setLevel(logging.ERROR)
         started = time.perf_counter()
+        meter.start()
         spec = self.predictor.spec
         current, desired = int(np.argmax(scores)), self._desired(scores)
         total = int(self.params.get("total_cfs", 3))
@@ -227,6 +228,7 @@ class CounterfactualExplainer(Explainer):
         from explain.coding import FeatureCoder
 
         started = time.perf_counter()
+        meter.start()
         spec = self.predictor.spec
         coder = FeatureCoder(spec)
         desired = self._desired(scores)

@@ -9,32 +9,57 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+OUTPUT_SPACES = ("probability", "log_odds", "softmax_logit", "margin", "raw")
+
 
 @dataclass(frozen=True, slots=True)
 class Attributions:
-    """Per-raw-feature contributions: sum(values) + base_value == output_value in ``output_space``."""
+    """Per-raw-feature contributions: sum(values) + base_value == output_value in ``output_space``.
+
+    ``output_space`` is declared from the model, not inferred from the numbers: "probability" (a class
+    probability), "log_odds" (binary logistic link), "softmax_logit" (one class's multinomial logit),
+    "margin" (a classifier's decision function without a probability link) or "raw" (regression output).
+    ``exact`` says whether the values are the exact Shapley values of the game (tree/linear SHAP) or an
+    estimate; an estimate carries ``approximation`` (why it is one) and ``error_bound`` when the method
+    has one. None: not recorded (entries written before these fields existed).
+    """
 
     values: Mapping[str, float]
     base_value: float
     output_value: float
-    output_space: str  # "probability", "log_odds" or "raw" (regression / margin)
+    output_space: str
+    exact: bool | None = None
+    approximation: str | None = None
+    error_bound: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "kind": "attributions",
             "values": {k: float(v) for k, v in self.values.items()},
             "base_value": float(self.base_value),
             "output_value": float(self.output_value),
             "output_space": self.output_space,
         }
+        if self.exact is not None:
+            data["exact"] = bool(self.exact)
+        if self.approximation is not None:
+            data["approximation"] = self.approximation
+        if self.error_bound is not None:
+            data["error_bound"] = float(self.error_bound)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Attributions:
+        exact = data.get("exact")
+        bound = data.get("error_bound")
         return cls(
             values=dict(data["values"]),
             base_value=float(data["base_value"]),
             output_value=float(data["output_value"]),
             output_space=str(data["output_space"]),
+            exact=None if exact is None else bool(exact),
+            approximation=data.get("approximation"),
+            error_bound=None if bound is None else float(bound),
         )
 
 

@@ -22,7 +22,7 @@ from audit.canonical import canonical_bytes, check_json_value
 from audit.entry import EntryDraft, format_timestamp, parse_timestamp
 from explain.errors import InvalidInputError, UnknownMethodError
 from explain.predictor import frame_from_rows
-from explain.registry import EXPLAINERS
+from explain.registry import EXPLAINERS, check_request
 from storage.errors import ConflictError
 from storage.records import DecisionRecord, JobRecord, NewJob
 
@@ -238,6 +238,8 @@ def request_explanations(
     new_jobs = _new_jobs(loaded, decision_id, methods, target=target, params_override=params)
     for job in new_jobs:
         check_json_value(job.params, f"params.{job.method}")
+        # an algorithm asked for that cannot apply is refused now (422 saying why), not failed in a worker
+        check_request(job.method, predictor=loaded.predictor, background=loaded.background, params=job.params)
     with services.db.unit_of_work() as uow:
         jobs = uow.jobs.add(new_jobs)
     services.jobs_queued(len(jobs))

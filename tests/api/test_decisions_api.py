@@ -35,7 +35,8 @@ def test_one_decision_gets_output_ledger_entry_and_a_shap_explanation(client, se
     [explanation] = got["explanations"]
     assert explanation["status"] == "succeeded"
     body = explanation["body"]
-    assert body["backend"] == "shap.TreeExplainer"
+    assert body["backend"] == "rationale.GroupTreeSHAP"  # exact, through the one-hot pipeline
+    assert body["result"]["exact"] is True and body["result"]["output_space"] == "log_odds"
     assert set(body["result"]["values"]) == set(row)  # raw features, not one-hot columns
     assert body["quality"]["additivity_error"] < 1e-6
     assert body["background_sha256"] == registered["background_sha256"]
@@ -198,7 +199,7 @@ def test_kernel_and_permutation_additivity_on_the_demo_pipeline(client, services
     drain(services)
     bodies = [e["body"] for e in client.get("/v1/decisions/d-0").json()["explanations"]]
     by_backend = {b["backend"]: b for b in bodies}
-    assert {"shap.TreeExplainer", "shap.KernelExplainer", "shap.PermutationExplainer"} <= set(by_backend)
+    assert {"rationale.GroupTreeSHAP", "shap.KernelExplainer", "shap.PermutationExplainer"} <= set(by_backend)
     for body in by_backend.values():
         assert body["quality"]["additivity_error"] < 1e-3
         assert not math.isnan(body["result"]["base_value"])
@@ -209,3 +210,18 @@ def test_unknown_routes_and_decisions_are_json_404s(client, registered):
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "not_found"
     assert client.get("/v1/nothing").json()["error"]["code"] == "not_found"
     assert client.get("/v1/jobs/nope").status_code == 404
+
+
+def test_an_explicit_algorithm_that_cannot_apply_is_a_422_saying_why(client, services, registered):
+    client.post("/v1/decisions", json={"decisions": [_decision(0, applicant_rows(1)[0])]})
+    resp = client.post(
+        "/v1/decisions/d-0/explanations", json={"methods": ["shap"], "params": {"shap": {"algorithm": "linear"}}}
+    )
+    assert resp.status_code == 422
+    error = resp.json()["error"]
+    assert error["code"] == "unsupported_model"
+    assert (
+        "linear explainer needs a linear model; the final estimator is GradientBoostingClassifier" in error["message"]
+    )
+    jobs = client.get("/v1/decisions/d-0").json()["jobs"]
+    assert not [j for j in jobs if (j.get("params") or {}).get("algorithm") == "linear"]  # nothing queued
