@@ -65,19 +65,33 @@ class Attributions:
 
 @dataclass(frozen=True, slots=True)
 class AnchorRule:
-    """An anchor: conditions on raw features under which the prediction holds with ``precision``."""
+    """An anchor: conditions on raw features under which the prediction holds with ``precision``.
+
+    ``precision`` is alibi's own estimate; ``checked_precision`` is re-measured on an independent seeded
+    sample of ``precision_samples`` rows, with a one-sided 95% (Wilson) ``precision_lower_bound``. The rule
+    is presented as holding only when that bound reaches ``threshold`` (``holds``).
+    """
 
     conditions: tuple[str, ...]
     precision: float
     coverage: float
     threshold: float
+    checked_precision: float | None = None
+    precision_lower_bound: float | None = None
+    precision_samples: int | None = None
 
     @property
     def rule(self) -> str:
         return " AND ".join(self.conditions) if self.conditions else "(any input)"
 
+    @property
+    def holds(self) -> bool | None:
+        if self.precision_lower_bound is None:
+            return None
+        return self.precision_lower_bound >= self.threshold
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "kind": "anchor",
             "conditions": list(self.conditions),
             "rule": self.rule,
@@ -85,14 +99,24 @@ class AnchorRule:
             "coverage": float(self.coverage),
             "threshold": float(self.threshold),
         }
+        if self.checked_precision is not None:
+            data["checked_precision"] = float(self.checked_precision)
+            data["precision_lower_bound"] = float(self.precision_lower_bound or 0.0)
+            data["precision_samples"] = int(self.precision_samples or 0)
+            data["holds"] = bool(self.holds)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AnchorRule:
+        checked = data.get("checked_precision")
         return cls(
             conditions=tuple(data["conditions"]),
             precision=float(data["precision"]),
             coverage=float(data["coverage"]),
             threshold=float(data["threshold"]),
+            checked_precision=None if checked is None else float(checked),
+            precision_lower_bound=None if checked is None else float(data["precision_lower_bound"]),
+            precision_samples=None if checked is None else int(data["precision_samples"]),
         )
 
 

@@ -11,6 +11,7 @@ from api.container import Services
 from api.review.chart import Chart, attribution_chart
 from api.services.integrity import IntegrityReport, check_decision
 from api.services.reading import DecisionView, read_decision
+from explain.describe import anchor_note, attribution_note
 from explain.errors import ExplainError
 from explain.results import AnchorRule, Attributions, Counterfactuals, ExplanationResult
 from explain.schema import ModelSpec
@@ -35,6 +36,8 @@ class Attribution:
     base_value: float
     output_value: float
     chart: Chart
+    note: str  # units, and exact or approximation (why)
+    exact: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,8 @@ class Anchor:
     rule: str
     precision: float
     coverage: float
+    note: str  # re-measured precision and whether the rule holds
+    holds: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +149,8 @@ def _attribution(latest: dict[str, ExplanationResult], label: Labeller) -> Attri
                 base_value=body.base_value,
                 output_value=body.output_value,
                 chart=attribution_chart(body.values, label=label),
+                note=attribution_note(body.to_dict()),
+                exact=body.exact,
             )
     return None
 
@@ -152,7 +159,14 @@ def _anchor(latest: dict[str, ExplanationResult]) -> Anchor | None:
     result = latest.get("anchors")
     if result is None or not isinstance(result.body, AnchorRule):
         return None
-    return Anchor(rule=result.body.rule, precision=result.body.precision, coverage=result.body.coverage)
+    body = result.body
+    return Anchor(
+        rule=body.rule,
+        precision=body.checked_precision if body.checked_precision is not None else body.precision,
+        coverage=body.coverage,
+        note=anchor_note(body.to_dict()),
+        holds=body.holds,
+    )
 
 
 def _counterfactual(latest: dict[str, ExplanationResult], label: Labeller) -> Counterfactual | None:
