@@ -11,6 +11,7 @@ from api.container import Services
 from api.review.chart import Chart, attribution_chart
 from api.services.integrity import IntegrityReport, check_decision
 from api.services.reading import DecisionView, read_decision
+from explain.agreement import Agreement, agreement
 from explain.describe import anchor_note, attribution_note
 from explain.errors import ExplainError
 from explain.results import AnchorRule, Attributions, Counterfactuals, ExplanationResult
@@ -84,6 +85,7 @@ class Dossier:
     counterfactual: Counterfactual | None
     statuses: tuple[MethodStatus, ...]
     integrity: IntegrityReport
+    agreement: Agreement | None = None  # None: fewer than two methods to compare
 
 
 def show(value: Any) -> str:
@@ -116,6 +118,7 @@ def build_dossier(services: Services, decision_id: str) -> Dossier:
         counterfactual=_counterfactual(latest, label),
         statuses=_statuses(view),
         integrity=check_decision(services, view),
+        agreement=_agreement(latest),
     )
 
 
@@ -153,6 +156,11 @@ def _attribution(latest: dict[str, ExplanationResult], label: Labeller) -> Attri
                 exact=body.exact,
             )
     return None
+
+
+def _agreement(latest: dict[str, ExplanationResult]) -> Agreement | None:
+    found = agreement(latest)
+    return found if found.agrees is not None else None
 
 
 def _anchor(latest: dict[str, ExplanationResult]) -> Anchor | None:

@@ -23,7 +23,7 @@ from api.app import create_app
 from api.container import Services, build_services
 from api.schemas import DecisionCreate, ManifestIn
 from api.services.checkpoints import publish_now
-from api.services.decisions import record_decisions
+from api.services.decisions import record_decisions, request_explanations
 from api.services.models import register_model
 from api.settings import Settings
 from api.workers.local_pool import drain
@@ -99,6 +99,10 @@ def site(tmp_path_factory: pytest.TempPathFactory, credit_artifact: bytes) -> It
                 "explain": [],
             },
         ],
+    )
+    # a decision explained by SHAP and a deliberately rough LIME (few samples): methods to compare
+    request_explanations(
+        services, decision_id="app-2", methods=["shap", "lime"], params={"lime": {"num_samples": 30}}, target=None
     )
     drain(services)
     assert publish_now(services) is not None
@@ -299,3 +303,45 @@ def test_integrity_fails_when_the_record_differs_from_the_ledger(page: Any) -> N
     page.goto("/review/decisions/tampered")
     assert page.inner_text("#integrity h2 .status") == "failed"
     assert "differs from the ledger (subject_ref)" in page.inner_text("#integrity-summary")
+
+
+@pytest.mark.parametrize("decision_id", [RICH, "app-2"])
+def test_agreement_of_the_methods_is_shown_as_computed_from_the_ledger(page: Any, decision_id: str) -> None:
+    from explain.agreement import agreement
+    from explain.results import ExplanationResult
+
+    api = page.request.get(f"/v1/decisions/{decision_id}").json()
+    latest = {}
+    for e in sorted(api["explanations"], key=lambda e: e["ledger"]["index"]):
+        if e["status"] == "succeeded":
+            latest[e["method"]] = ExplanationResult.from_dict(e["body"])
+    expected = agreement(latest)
+    assert expected.agrees is not None
+    page.goto(f"/review/decisions/{decision_id}")
+    section = page.locator("#agreement")
+    assert section.get_attribute("data-agrees") == str(expected.agrees).lower()
+    verdict = page.inner_text("#agreement-verdict")
+    assert verdict == ("they agree" if expected.agrees else "they disagree")
+    if expected.agrees:
+        assert page.locator("#agreement-warning").count() == 0
+    else:
+        warning = page.inner_text("#agreement-warning")
+        assert all(reason in warning for reason in expected.disagreements)
+    if expected.shap_lime_rank_correlation is not None:
+        assert float(page.inner_text("#agreement-rank")) == pytest.approx(
+            expected.shap_lime_rank_correlation, abs=0.005
+        )
+    if expected.anchor_features_in_top is not None:
+        assert page.inner_text("#agreement-anchor") == f"{expected.anchor_features_in_top:.0%}"
+    if expected.counterfactual_features_in_top is not None:
+        assert page.inner_text("#agreement-counterfactual") == f"{expected.counterfactual_features_in_top:.0%}"
+    note = page.locator("#attribution-note")
+    assert note.get_attribute("data-exact") in ("true", "false")
+    assert "units" in note.inner_text()
+
+
+def test_anchor_shows_its_rechecked_precision(page: Any) -> None:
+    page.goto(f"/review/decisions/{RICH}")
+    note = page.locator("#anchor-note")
+    assert note.get_attribute("data-holds") in ("true", "false")
+    assert "Re-measured precision" in note.inner_text() and "independent samples" in note.inner_text()
