@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -115,11 +116,16 @@ def search_decisions(
     until: datetime | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    agreement: Annotated[
+        Literal["agree", "disagree"] | None, Query(description="whether the decision's explanations agree")
+    ] = None,
 ) -> DecisionPage:
     """Filtered search with keyset pagination: pass ``next_cursor`` back as ``cursor``."""
     query = searching.DecisionQuery(
         model=model, subject_ref=subject_ref, outcome=outcome, since=since, until=until, cursor=cursor, limit=limit
     )
+    if agreement is not None:
+        query = replace(query, agreement=agreement == "agree")
     items, next_cursor = searching.search_decisions(services, query)
     return DecisionPage(items=[decision_summary(r) for r in items], next_cursor=next_cursor)
 

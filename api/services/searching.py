@@ -21,6 +21,7 @@ class DecisionQuery:
     until: datetime | None = None
     cursor: str | None = None
     limit: int = 100
+    agreement: bool | None = None  # True: explanations agree, False: they disagree (explain/agreement.py)
 
 
 def search_decisions(services: Services, query: DecisionQuery) -> tuple[list[DecisionRecord], str | None]:
@@ -49,5 +50,6 @@ def search_decisions(services: Services, query: DecisionQuery) -> tuple[list[Dec
             until=query.until,
             cursor=after,
             limit=query.limit,
+            agreement=query.agreement,
         )
     return items, str(next_seq) if next_seq is not None else None

@@ -225,3 +225,43 @@ def test_an_explicit_algorithm_that_cannot_apply_is_a_422_saying_why(client, ser
     )
     jobs = client.get("/v1/decisions/d-0").json()["jobs"]
     assert not [j for j in jobs if (j.get("params") or {}).get("algorithm") == "linear"]  # nothing queued
+
+
+def test_agreement_is_stored_with_the_newest_explanation_and_search_filters_on_it(client, services, registered):
+    from explain.agreement import agreement
+    from explain.results import ExplanationResult
+
+    rows = applicant_rows(6)
+    client.post("/v1/decisions", json={"decisions": [_decision(i, r, explain=[]) for i, r in enumerate(rows)]})
+    for i in range(4):  # d-4 and d-5 keep a single method: nothing to compare
+        methods = ["shap", "lime"] if i < 4 else ["shap"]
+        resp = client.post(
+            f"/v1/decisions/d-{i}/explanations",
+            json={"methods": methods, "params": {"lime": {"num_samples": 20 + 40 * i}}},
+        )
+        assert resp.status_code == 202, resp.text
+    client.post("/v1/decisions/d-4/explanations", json={"methods": ["shap"]})
+    drain(services)
+    expected: dict[str, bool] = {}
+    for i in range(6):
+        explanations = sorted(
+            client.get(f"/v1/decisions/d-{i}").json()["explanations"], key=lambda e: e["ledger"]["index"]
+        )
+        latest = {e["method"]: ExplanationResult.from_dict(e["body"]) for e in explanations}
+        newest = explanations[-1]["body"] if explanations else {}
+        if len(latest) < 2:
+            assert "agreement" not in newest
+            continue
+        verdict = agreement(latest)
+        assert newest["agreement"] == json.loads(json.dumps(verdict.to_dict()))
+        expected[f"d-{i}"] = bool(verdict.agrees)
+    assert len(expected) == 4
+
+    def found(value: str) -> set[str]:
+        resp = client.get("/v1/decisions", params={"agreement": value, "limit": 100})
+        assert resp.status_code == 200, resp.text
+        return {d["decision_id"] for d in resp.json()["items"]}
+
+    assert found("agree") == {d for d, agrees in expected.items() if agrees}
+    assert found("disagree") == {d for d, agrees in expected.items() if not agrees}
+    assert client.get("/v1/decisions", params={"agreement": "maybe"}).status_code == 422
