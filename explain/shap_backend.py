@@ -108,10 +108,14 @@ def _leaves(final: Any, groups: np.ndarray, n_groups: int) -> tuple[Any, str | N
 
 def _ensemble(final: Any) -> Any:
     """shap's parse of the trees, or ours where shap has none (multiclass sklearn gradient boosting)."""
-    from explain.tree_shap import multiclass_gbm_ensemble
+    from explain.tree_shap import lightgbm_ensemble, multiclass_gbm_ensemble, xgboost_ensemble
 
     if type(final).__name__ == "GradientBoostingClassifier" and len(getattr(final, "classes_", ())) > 2:
         return multiclass_gbm_ensemble(final)
+    if type(final).__module__.startswith("xgboost"):
+        return xgboost_ensemble(final.get_booster() if hasattr(final, "get_booster") else final)
+    if type(final).__module__.startswith("lightgbm"):
+        return lightgbm_ensemble(final.booster_ if hasattr(final, "booster_") else final)
     import shap
 
     return shap.TreeExplainer(final).model

@@ -213,3 +213,107 @@ def multiclass_gbm_ensemble(model: Any) -> _Ensemble:
         features[i, :n], thresholds[i, :n] = tree.feature, tree.threshold
         values[i, :n, k] = model.learning_rate * tree.value[:, 0, 0]
     return _Ensemble(left, right, features, thresholds, values, offset, "log_odds")
+
+
+def xgboost_ensemble(booster: Any) -> _Ensemble:
+    """An XGBoost booster from its own JSON model (shap 0.49 cannot read XGBoost 3's model files).
+
+    XGBoost sends x left when ``x < split`` in float32: the thresholds are moved down one float32 step so
+    that ``x <= threshold`` holds for exactly the same inputs. The intercept (base_score, whose encoding
+    changed across versions) is measured: the booster's margin minus the trees' sum, on probe rows.
+    """
+    import json
+
+    model = json.loads(bytes(booster.save_raw(raw_format="json")))
+    gbm = model["learner"]["gradient_booster"]
+    if "model" not in gbm:
+        raise TreeParseError(f"XGBoost {gbm.get('name', 'booster')} models are not tree ensembles")
+    trees = gbm["model"]["trees"]
+    info = gbm["model"]["tree_info"]
+    n_outputs = max(1, int(model["learner"]["learner_model_param"].get("num_class", "0") or 0))
+    objective = model["learner"]["objective"]["name"]
+    width = max(len(t["left_children"]) for t in trees)
+    shape = (len(trees), width)
+    left, right = -np.ones(shape, dtype=int), -np.ones(shape, dtype=int)
+    features, thresholds = -np.ones(shape, dtype=int), np.zeros(shape)
+    values = np.zeros((*shape, n_outputs))
+    for i, tree in enumerate(trees):
+        if any(int(s) != 0 for s in tree.get("split_type", [])):
+            raise TreeParseError("categorical splits are not supported by the grouped TreeSHAP")
+        n = len(tree["left_children"])
+        left[i, :n], right[i, :n] = tree["left_children"], tree["right_children"]
+        features[i, :n] = tree["split_indices"]
+        split = np.asarray(tree["split_conditions"], dtype=np.float32)
+        thresholds[i, :n] = np.nextafter(split, np.float32(-np.inf)).astype(np.float64)
+        leaf = np.asarray(left[i, :n]) < 0
+        values[i, :n, int(info[i]) if n_outputs > 1 else 0] = np.where(leaf, split.astype(np.float64), 0.0)
+    ensemble = _Ensemble(
+        left, right, features, thresholds, values, np.zeros(n_outputs), _xgb_output(objective, n_outputs)
+    )
+    n_features = int(model["learner"]["learner_model_param"]["num_feature"])
+    probe = np.vstack([np.zeros(n_features), np.ones(n_features), -np.ones(n_features)])
+    import xgboost
+
+    names = booster.feature_names
+    margin = np.asarray(booster.predict(xgboost.DMatrix(probe, feature_names=names), output_margin=True), dtype=float)
+    leaves = leaves_of(ensemble, np.arange(n_features), n_features)
+    ok = _group_ok(leaves, probe).all(axis=2).astype(float)
+    offsets = margin.reshape(len(probe), -1) - ok @ leaves.values
+    if np.max(np.abs(offsets - offsets[0])) > 1e-4:
+        raise TreeParseError("the XGBoost model's intercept is not constant")
+    return _Ensemble(
+        left, right, features, thresholds, values, offsets[0], ensemble.tree_output, input_dtype=np.float32
+    )
+
+
+def _xgb_output(objective: str, n_outputs: int) -> str:
+    if objective in ("binary:logistic", "binary:logitraw", "multi:softprob", "multi:softmax"):
+        return "log_odds"
+    return "raw_value"
+
+
+def lightgbm_ensemble(booster: Any) -> _Ensemble:
+    """A LightGBM booster from its own model dump (shap 0.49 folds a multiclass Booster's per-class trees
+    into one output). LightGBM sends x left when ``x <= threshold``; the intercept is measured as for XGBoost."""
+    model = booster.dump_model()
+    per_iteration = int(model.get("num_tree_per_iteration", 1))
+    trees = model["tree_info"]
+    flat: list[list[tuple[int, int, int, float, float]]] = []  # per tree: (left, right, feature, threshold, value)
+    for info in trees:
+        nodes: list[tuple[int, int, int, float, float]] = []
+
+        def add(node: dict[str, Any], nodes: list[tuple[int, int, int, float, float]] = nodes) -> int:
+            index = len(nodes)
+            nodes.append((-1, -1, -1, 0.0, 0.0))
+            if "leaf_value" in node or "split_feature" not in node:
+                nodes[index] = (-1, -1, -1, 0.0, float(node.get("leaf_value", 0.0)))
+                return index
+            if node.get("decision_type", "<=") != "<=":
+                raise TreeParseError("categorical splits are not supported by the grouped TreeSHAP")
+            left = add(node["left_child"])
+            right = add(node["right_child"])
+            nodes[index] = (left, right, int(node["split_feature"]), float(node["threshold"]), 0.0)
+            return index
+
+        add(info["tree_structure"])
+        flat.append(nodes)
+    width = max(len(n) for n in flat)
+    shape = (len(flat), width)
+    left, right = -np.ones(shape, dtype=int), -np.ones(shape, dtype=int)
+    features, thresholds = -np.ones(shape, dtype=int), np.zeros(shape)
+    values = np.zeros((*shape, per_iteration))
+    for i, nodes in enumerate(flat):
+        for j, (lc, rc, feature, threshold, value) in enumerate(nodes):
+            left[i, j], right[i, j], features[i, j], thresholds[i, j] = lc, rc, feature, threshold
+            values[i, j, i % per_iteration] = value
+    objective = str(model.get("objective", "")).split(" ")[0]
+    output = "log_odds" if objective in ("binary", "multiclass", "softmax", "multiclassova") else "raw_value"
+    ensemble = _Ensemble(left, right, features, thresholds, values, np.zeros(per_iteration), output, np.float64)
+    n_features = int(model["max_feature_idx"]) + 1
+    probe = np.vstack([np.zeros(n_features), np.ones(n_features), -np.ones(n_features)])
+    margin = np.asarray(booster.predict(probe, raw_score=True), dtype=float).reshape(len(probe), -1)
+    leaves = leaves_of(ensemble, np.arange(n_features), n_features)
+    offsets = margin - _group_ok(leaves, probe).all(axis=2).astype(float) @ leaves.values
+    if np.max(np.abs(offsets - offsets[0])) > 1e-9:
+        raise TreeParseError("the LightGBM model's intercept is not constant")
+    return _Ensemble(left, right, features, thresholds, values, offsets[0], output, np.float64)
