@@ -104,6 +104,7 @@ def readable(condition: str) -> str:
 
 class AnchorExplainer(Explainer):
     method = "anchors"
+    requires = (("alibi", "alibi"),)
 
     def _explain(
         self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: BatchMeter

@@ -8,6 +8,8 @@ not thread-safe, shap issue #2863): callers create one per batch or per thread.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -17,7 +19,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import pandas as pd
 
-from explain.errors import BudgetExceededError, ExplainerFailedError, ExplainError
+from explain.errors import BudgetExceededError, ExplainerFailedError, ExplainError, UnsupportedModelError
 from explain.results import ExplanationResult
 from explain.schema import ModelSpec
 
@@ -107,6 +109,12 @@ class BatchMeter:
             meter.charge(n_rows)
 
 
+def _installed(module: str) -> bool:
+    if module in sys.modules:  # imported already, or made unimportable (None)
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Background:
     """The registered background sample (raw features) and its SHA-256, recorded in every explanation."""
@@ -149,6 +157,7 @@ class Explainer(ABC):
         """
         if len(seeds) != len(rows):
             raise ExplainError("one seed per row is required")
+        self.check_available(self.params)
         resolved = list(targets) if targets is not None else self.default_targets(rows)
         meter = BatchMeter(budget or Budget(), len(rows))
         try:
@@ -171,8 +180,24 @@ class Explainer(ABC):
         self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: BatchMeter
     ) -> list[ExplanationResult]: ...
 
+    requires: ClassVar[tuple[tuple[str, str], ...]] = ()  # (module, extra) the back-end cannot run without
+
+    @classmethod
+    def check_available(cls, params: Mapping[str, Any]) -> None:
+        """Raise UnsupportedModelError naming the extra to install when a library this method needs (with
+        these parameters) is not installed: a clear 422, not a worker's ImportError."""
+        for module, extra in cls.needs(params):
+            if not _installed(module):
+                raise UnsupportedModelError(
+                    f"{cls.method} needs the {module} package, which is not installed: pip install 'rationale[{extra}]'"
+                )
+
+    @classmethod
+    def needs(cls, params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+        return cls.requires
+
     @classmethod
     def check(cls, predictor: Predictor, background: Background, params: Mapping[str, Any]) -> None:
         """Refuse, before anything is queued, parameters that cannot apply to this model (raises
         UnsupportedModelError saying why); back-ends override it where they can tell in advance."""
-        return None
+        cls.check_available(params)

@@ -22,6 +22,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,12 @@ def check_candidate(spec: ModelSpec, original: dict[str, Any], candidate: dict[s
 class CounterfactualExplainer(Explainer):
     method = "counterfactuals"
 
+    @classmethod
+    def needs(cls, params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+        if str(params.get("backend", "dice")) == "alibi-proto":
+            return (("alibi", "alibi"), ("tensorflow", "tensorflow"))
+        return ()
+
     def _explain(
         self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: BatchMeter
     ) -> list[ExplanationResult]:
@@ -106,12 +113,6 @@ class CounterfactualExplainer(Explainer):
             raise UnsupportedModelError("counterfactuals are computed for classifiers; this model is a regression")
         backend = str(self.params.get("backend", "dice"))
         if backend == "alibi-proto":
-            try:
-                import tensorflow  # noqa: F401
-            except ImportError as exc:
-                raise UnsupportedModelError(
-                    "the alibi-proto counterfactual back-end needs TensorFlow: pip install 'rationale[tensorflow]'"
-                ) from exc
             scores = self.predictor.predict_scores(rows)
             return [self._proto(rows.iloc[[i]], scores[i], seeds[i], meter.row(i)) for i in range(len(rows))]
         if backend != "dice":

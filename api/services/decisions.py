@@ -22,7 +22,7 @@ from audit.canonical import canonical_bytes, check_json_value
 from audit.entry import EntryDraft, format_timestamp, parse_timestamp
 from explain.errors import InvalidInputError, UnknownMethodError
 from explain.predictor import frame_from_rows
-from explain.registry import EXPLAINERS, check_request
+from explain.registry import EXPLAINERS, check_available, check_request
 from storage.errors import ConflictError
 from storage.records import DecisionRecord, JobRecord, NewJob
 
@@ -117,6 +117,9 @@ def record_decisions(services: Services, items: Sequence[DecisionCreate], *, pat
         methods = check_methods(
             item.explain if item.explain is not None else loaded.default_methods(), field=f"{prefix}explain"
         )
+        if item.explain is not None:  # methods asked for by name must be able to run in this install
+            for method in methods:
+                check_available(method, loaded.params_for(method))
         sha = _body_sha(item)
         if seen.get(item.decision_id, sha) != sha:
             raise ConflictError(f"{prefix}decision_id: {item.decision_id!r} appears twice with different bodies")

@@ -147,3 +147,48 @@ def exact_shapley(f, x: np.ndarray, background: np.ndarray) -> np.ndarray:
             weight = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
             phi[j] += weight * (v[index[tuple(with_j)]] - value)
     return phi
+
+
+@pytest.mark.parametrize("kind", ["forest", "logistic"])
+def test_onnx_models_record_the_models_own_scores_and_are_explained_as_an_approximation(client, services, kind):
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    train = data(300, 5)
+    y = np.where(train["a"] + train["b"] > 0, "yes", "no")
+    model = (
+        RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0)
+        if kind == "forest"
+        else LogisticRegression()
+    ).fit(train.to_numpy(dtype=np.float32), y)
+    onnx = to_onnx(model, train.to_numpy(dtype=np.float32)[:1], options={id(model): {"zipmap": kind == "forest"}})
+    background = data(30, 6)
+    csv = io.BytesIO()
+    background.to_csv(csv, index=False)
+    body = {**manifest(f"onnx_{kind}", "binary", ["no", "yes"]), "format": "onnx"}
+    resp = client.post(
+        "/v1/models",
+        data={"manifest": json.dumps(body)},
+        files={"artifact": ("model.onnx", onnx.SerializeToString()), "background": ("bg.csv", csv.getvalue())},
+    )
+    assert resp.status_code == 201, resp.text
+    rows = data(2, 7)
+    decisions = [
+        {"decision_id": f"onnx-{kind}-{i}", "model": f"onnx_{kind}@1", "inputs": row}
+        for i, row in enumerate(rows.to_dict(orient="records"))
+    ]
+    assert client.post("/v1/decisions", json={"decisions": decisions}).status_code == 201
+    drain(services)
+    expected = model.predict_proba(rows.to_numpy(dtype=np.float32))
+    for i, decision in enumerate(decisions):
+        got = client.get(f"/v1/decisions/{decision['decision_id']}").json()
+        scores = got["output"]["scores"]
+        np.testing.assert_allclose([scores["no"], scores["yes"]], expected[i], atol=1e-5)
+        [explanation] = got["explanations"]
+        result = explanation["body"]
+        assert explanation["status"] == "succeeded", result
+        assert result["backend"] == "shap.PermutationExplainer"
+        assert result["result"]["exact"] is False and result["result"]["output_space"] == "probability"
+        assert "InferenceSession" in result["result"]["approximation"]
+        assert result["quality"]["additivity_error"] < 1e-6
