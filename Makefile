@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml .ci/uv-overrides.txt
 LEAN_VENV ?= .venv-lean
 LEAN_STAMP := $(LEAN_VENV)/.installed-stamp
 LEAN_TESTS := tests/api/test_extras.py tests/explain/test_exact_shap.py tests/explain/test_agreement.py \
-	tests/explain/test_counterfactual_minimal.py tests/api/test_model_formats.py
+	tests/api/test_model_formats.py
 
 $(LEAN_STAMP): pyproject.toml .ci/uv-overrides.txt
 	$(PYTHON) -m venv $(LEAN_VENV)

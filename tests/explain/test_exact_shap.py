@@ -290,9 +290,9 @@ def test_explicit_algorithm_that_cannot_apply_is_refused_and_auto_falls_back_vis
     _, knn, _ = fitted(encoder(KNeighborsClassifier(5)), spec, binary_labels)
     with pytest.raises(UnsupportedModelError, match="tree ensemble; the final estimator is KNeighborsClassifier"):
         check_request("shap", predictor=knn, background=background, params={"algorithm": "tree"})
-    [result] = create_explainer("shap", predictor=knn, background=background, params={"max_evals": 60}).explain(
-        mixed_data(1, seed=5), seeds=[3]
-    )
+    [result] = create_explainer(
+        "shap", predictor=knn, background=background, params={"max_evals": 30, "background_size": 6}
+    ).explain(mixed_data(1, seed=5), seeds=[3])
     assert result.backend == "shap.PermutationExplainer"
     assert result.body.exact is False and result.body.output_space == "probability"
     assert "KNeighborsClassifier" in result.body.approximation and "no error bound" in result.body.approximation
