@@ -138,26 +138,52 @@ class GroupShap:
     output: np.ndarray  # (rows, outputs): the ensemble's raw output at each row, from the same leaves
 
 
-def group_tree_shap(leaves: Leaves, rows: np.ndarray, background: np.ndarray, n_groups: int) -> GroupShap:
-    """Interventional Shapley values of the raw-unit ensemble output, per group, for every row."""
-    ok_x = _group_ok(leaves, rows)  # (R, L, D)
-    ok_b = _group_ok(leaves, background)  # (B, L, D)
-    n_rows, n_bg = len(rows), len(background)
-    n_leaves, depth = leaves.groups.shape
-    padding = leaves.groups == n_groups  # (L, D): no group there; both "satisfy" it
-    ok_x[:, padding] = True
-    ok_b[:, padding] = True
-    plus, minus = _weights(depth)
-    values = leaves.values  # (L, K)
-    out = np.zeros((n_rows, n_groups + 1, values.shape[1]))
-    base = leaves.base_offset + (ok_b.all(axis=2).astype(float) @ values).mean(axis=0)
-    output = leaves.base_offset + ok_x.all(axis=2).astype(float) @ values
+# Up to this many groups on a path, background rows are counted by which of the path's groups they satisfy
+# (at most 2**depth patterns per leaf) instead of visited one by one: the same sums, for the credit demo
+# model ~12x fewer operations (100 background rows, at most 8 patterns); test_exact_shap covers both paths.
+PATTERN_DEPTH = 6
+
+
+def _pattern_table(depth: int, plus: np.ndarray, minus: np.ndarray) -> np.ndarray:
+    """T[px, pb, d]: the Shapley coefficient of path group d when x satisfies the groups in bit pattern px
+    and the background row those in pb."""
+    n = 2**depth
+    bits = ((np.arange(n)[:, None] >> np.arange(depth)[None, :]) & 1).astype(bool)  # (P, D)
+    x = bits[:, None, :]
+    b = bits[None, :, :]
+    in_x, in_b = x & ~b, b & ~x
+    reach = ~np.any(~x & ~b, axis=2)
+    nx, nb = in_x.sum(axis=2), in_b.sum(axis=2)
+    table: np.ndarray = reach[..., None] * (in_x * plus[nx, nb][..., None] - in_b * minus[nx, nb][..., None])
+    return table
+
+
+def _coefficients_by_pattern(ok_x: np.ndarray, ok_b: np.ndarray, plus: np.ndarray, minus: np.ndarray) -> np.ndarray:
+    depth = ok_x.shape[2]
+    weights = 1 << np.arange(depth)
+    px = (ok_x * weights).sum(axis=2)  # (R, L)
+    pb = (ok_b * weights).sum(axis=2)  # (B, L)
+    n_leaves, patterns = ok_x.shape[1], 2**depth
+    counts = np.zeros((n_leaves, patterns))
+    np.add.at(counts, (np.broadcast_to(np.arange(n_leaves), pb.shape), pb), 1.0)
+    counts /= len(ok_b)
+    table = _pattern_table(depth, plus, minus)  # (P, P, D)
+    coef = np.zeros(ok_x.shape)
+    step = max(1, CHUNK_ELEMENTS // max(1, n_leaves * patterns * depth))
+    for start in range(0, len(ok_x), step):
+        gathered = table[px[start : start + step]]  # (r, L, P, D)
+        coef[start : start + step] = np.einsum("rlpd,lp->rld", gathered, counts)
+    return coef
+
+
+def _coefficients_by_row(ok_x: np.ndarray, ok_b: np.ndarray, plus: np.ndarray, minus: np.ndarray) -> np.ndarray:
+    n_bg, n_leaves, depth = ok_b.shape
     per_row = max(1, n_bg * n_leaves * depth)
     step = max(1, CHUNK_ELEMENTS // per_row)
     bg_step = n_bg if per_row <= CHUNK_ELEMENTS else max(1, CHUNK_ELEMENTS // (n_leaves * depth))
-    for start in range(0, n_rows, step):
+    coef = np.zeros(ok_x.shape)
+    for start in range(0, len(ok_x), step):
         x = ok_x[start : start + step][:, None]  # (r, 1, L, D)
-        coef = np.zeros((x.shape[0], n_leaves, depth))
         for b0 in range(0, n_bg, bg_step):
             b = ok_b[None, b0 : b0 + bg_step]  # (1, b, L, D)
             in_x = x & ~b
@@ -167,13 +193,32 @@ def group_tree_shap(leaves: Leaves, rows: np.ndarray, background: np.ndarray, n_
             nb = in_b.sum(axis=3)
             wp = np.where(reach, plus[nx, nb], 0.0)[..., None]
             wm = np.where(reach, minus[nx, nb], 0.0)[..., None]
-            coef += (in_x * wp - in_b * wm).sum(axis=1)
-        coef /= n_bg
-        # scatter (r, L, D) x (L, K) into (r, groups, K)
-        contrib = coef[..., None] * values[None, :, None, :]  # (r, L, D, K)
-        by_group = out[start : start + step].transpose(1, 0, 2)  # a view: (groups, r, K)
-        for d in range(depth):
-            np.add.at(by_group, leaves.groups[:, d], contrib[:, :, d, :].transpose(1, 0, 2))
+            coef[start : start + step] += (in_x * wp - in_b * wm).sum(axis=1)
+    coef /= n_bg
+    return coef
+
+
+def group_tree_shap(leaves: Leaves, rows: np.ndarray, background: np.ndarray, n_groups: int) -> GroupShap:
+    """Interventional Shapley values of the raw-unit ensemble output, per group, for every row."""
+    ok_x = _group_ok(leaves, rows)  # (R, L, D)
+    ok_b = _group_ok(leaves, background)  # (B, L, D)
+    n_rows, depth = len(rows), leaves.groups.shape[1]
+    padding = leaves.groups == n_groups  # (L, D): no group there; both "satisfy" it
+    ok_x[:, padding] = True
+    ok_b[:, padding] = True
+    plus, minus = _weights(depth)
+    values = leaves.values  # (L, K)
+    out = np.zeros((n_rows, n_groups + 1, values.shape[1]))
+    base = leaves.base_offset + (ok_b.all(axis=2).astype(float) @ values).mean(axis=0)
+    output = leaves.base_offset + ok_x.all(axis=2).astype(float) @ values
+    if depth <= PATTERN_DEPTH:
+        coef = _coefficients_by_pattern(ok_x, ok_b, plus, minus)
+    else:
+        coef = _coefficients_by_row(ok_x, ok_b, plus, minus)
+    contrib = coef[..., None] * values[None, :, None, :]  # (R, L, D, K)
+    by_group = out.transpose(1, 0, 2)  # a view: (groups, R, K)
+    for d in range(depth):
+        np.add.at(by_group, leaves.groups[:, d], contrib[:, :, d, :].transpose(1, 0, 2))
     return GroupShap(values=out[:, :n_groups], base=base, output=output)
 
 

@@ -300,3 +300,25 @@ def test_explicit_algorithm_that_cannot_apply_is_refused_and_auto_falls_back_vis
     _, lr, _ = fitted(encoder(LogisticRegression(max_iter=500)), spec, binary_labels)
     with pytest.raises(UnsupportedModelError, match="tree ensemble; the final estimator is LogisticRegression"):
         check_request("shap", predictor=lr, background=background, params={"algorithm": "tree"})
+
+
+def test_counting_background_patterns_gives_the_row_by_row_sums(monkeypatch):
+    """The fast path (background rows counted by pattern) against the plain one, on deeper trees too."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    import explain.tree_shap as tree_shap
+
+    spec = mixed_spec("regression")
+    _, predictor, background = fitted(
+        encoder(RandomForestRegressor(n_estimators=5, max_depth=6, random_state=0)),
+        spec,
+        lambda f: np.log(f["income"]) - f["ratio"] + (f["purpose"] == "edu"),
+    )
+    rows = mixed_data(4, seed=9)
+    explainer = create_explainer("shap", predictor=predictor, background=background)
+    fast = explainer.explain(rows, seeds=[1, 2, 3, 4])
+    monkeypatch.setattr(tree_shap, "PATTERN_DEPTH", 0)
+    plain = explainer.explain(rows, seeds=[1, 2, 3, 4])
+    for a, b in zip(fast, plain, strict=True):
+        assert a.body.values == pytest.approx(b.body.values, abs=1e-12)
+        assert a.body.base_value == pytest.approx(b.body.base_value, abs=1e-12)
