@@ -5,13 +5,29 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test quick lint typecheck demo serve bench clean
+.PHONY: install test test-lean quick lint typecheck demo serve bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml .ci/uv-overrides.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip uv
-	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode -e '.[dev,tensorflow]'
+	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode --override .ci/uv-overrides.txt \
+		-e '.[dev,alibi,tensorflow]'
 	touch $(STAMP)
+
+## An install without the alibi and tensorflow extras, and the tests that must pass in it (make test calls it).
+LEAN_VENV ?= .venv-lean
+LEAN_STAMP := $(LEAN_VENV)/.installed-stamp
+LEAN_TESTS := tests/api/test_extras.py tests/explain/test_exact_shap.py tests/explain/test_agreement.py \
+	tests/api/test_model_formats.py
+
+$(LEAN_STAMP): pyproject.toml .ci/uv-overrides.txt
+	$(PYTHON) -m venv $(LEAN_VENV)
+	$(LEAN_VENV)/bin/pip install --quiet --upgrade pip uv
+	$(LEAN_VENV)/bin/uv pip install --python $(LEAN_VENV)/bin/python --override .ci/uv-overrides.txt -e '.[dev]'
+	touch $(LEAN_STAMP)
+
+test-lean: $(LEAN_STAMP)
+	RATIONALE_EXPECT_NO_EXTRAS=1 $(LEAN_VENV)/bin/python -m pytest -q -ra -p no:cacheprovider $(LEAN_TESTS)
 
 install: $(STAMP)
 
@@ -23,7 +39,7 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 ## The whole suite: lint, types, unit and integration tests on SQLite and PostgreSQL, Redis/Celery, browser.
-test: install lint typecheck
+test: install lint typecheck test-lean
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 ## The quick loop: everything but the tests marked heavy.
@@ -47,4 +63,4 @@ bench: install
 	$(PY) bench/intake.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(LEAN_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -13,6 +13,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from explain.agreement import agreement
+from explain.describe import anchor_note, attribution_note
+from explain.results import ExplanationResult
+
 MAX_PDF_DECISIONS = 200
 MAX_HTML_CHARTS = 500
 
@@ -71,6 +75,22 @@ def _attributions(page: DecisionPage) -> Mapping[str, Any] | None:
         if (e.get("result") or {}).get("kind") == "attributions":
             return e
     return None
+
+
+def _agreement_note(page: DecisionPage) -> str | None:
+    """Whether the decision's explanations agree (explain/agreement.py), for the report."""
+    latest: dict[str, ExplanationResult] = {}
+    for e in page.explanations:
+        try:
+            latest[str(e["method"])] = ExplanationResult.from_dict(e)
+        except (KeyError, TypeError, ValueError):
+            continue
+    found = agreement(latest)
+    if found.agrees is None:
+        return None
+    if found.agrees:
+        return "The explanations agree with each other."
+    return "The explanations DISAGREE: " + "; ".join(found.disagreements) + "."
 
 
 def _of_kind(page: DecisionPage, kind: str) -> Mapping[str, Any] | None:
@@ -137,11 +157,16 @@ def iter_html(data: ReportData, pages: Iterable[DecisionPage]) -> Iterator[bytes
         if attribution and number < MAX_HTML_CHARTS:
             png = attribution_chart(attribution["result"]["values"], f"{attribution['backend']} attributions")
             out.append(f"<img alt='attributions' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+        if attribution:
+            out.append(f"<p class='attribution-note'>{e(attribution_note(attribution['result']))}</p>")
+        agreement_note = _agreement_note(page)
+        if agreement_note:
+            out.append(f"<p class='agreement'>{e(agreement_note)}</p>")
         anchor = _of_kind(page, "anchor")
         if anchor:
             out.append(
                 f"<p>Anchor: <code>{e(anchor['rule'])}</code> (precision {anchor['precision']:.0%}, "
-                f"coverage {anchor['coverage']:.0%})</p>"
+                f"coverage {anchor['coverage']:.0%}). {e(anchor_note(anchor))}</p>"
             )
         cfs = _of_kind(page, "counterfactuals")
         if cfs and cfs["items"]:
@@ -218,10 +243,17 @@ def render_pdf(data: ReportData) -> bytes:
         if attribution:
             png = attribution_chart(attribution["result"]["values"], f"{attribution['backend']} attributions")
             story.append(Image(io.BytesIO(png), width=14 * cm, height=14 * cm * _aspect(png)))
+            story.append(Paragraph(e(attribution_note(attribution["result"])), styles["Normal"]))
+        agreement_note = _agreement_note(page)
+        if agreement_note:
+            story.append(Paragraph(e(agreement_note), styles["Normal"]))
         anchor = _of_kind(page, "anchor")
         if anchor:
             story.append(
-                Paragraph(f"Anchor: {e(anchor['rule'])} (precision {anchor['precision']:.0%})", styles["Normal"])
+                Paragraph(
+                    f"Anchor: {e(anchor['rule'])} (precision {anchor['precision']:.0%}). {e(anchor_note(anchor))}",
+                    styles["Normal"],
+                )
             )
         story.append(Paragraph(f"Ledger index {page.ledger_index}, leaf hash {page.leaf_hash}", styles["Code"]))
     buffer = io.BytesIO()

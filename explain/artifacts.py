@@ -216,4 +216,6 @@ def load_predictor(
         import onnxruntime  # noqa: F401
     except ImportError as exc:
         raise ArtifactError("ONNX artifacts need the onnxruntime package, which is not installed") from exc
-    raise ArtifactError("ONNX artifacts are not supported yet")
+    from explain.predictor import OnnxPredictor
+
+    return OnnxPredictor(data, spec)

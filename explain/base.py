@@ -8,6 +8,8 @@ not thread-safe, shap issue #2863): callers create one per batch or per thread.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -17,7 +19,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import pandas as pd
 
-from explain.errors import BudgetExceededError, ExplainerFailedError, ExplainError
+from explain.errors import BudgetExceededError, ExplainerFailedError, ExplainError, UnsupportedModelError
 from explain.results import ExplanationResult
 from explain.schema import ModelSpec
 
@@ -62,12 +64,16 @@ class Budget:
 
 @dataclass(slots=True)
 class CallMeter:
-    """Counts rows the model evaluates and stops the work when the budget runs out."""
+    """Counts the rows the model evaluates for ONE explanation and stops it when its budget runs out."""
 
     budget: Budget
     started: float = field(default_factory=time.monotonic)
     rows: int = 0
     calls: int = 0
+
+    def start(self) -> None:
+        """The explanation's own work begins now (rows of a batch explained one after another)."""
+        self.started = time.monotonic()
 
     def charge(self, n_rows: int) -> None:
         self.rows += int(n_rows)
@@ -81,6 +87,32 @@ class CallMeter:
             raise BudgetExceededError(
                 f"time budget exceeded: {elapsed:.1f}s elapsed, cap {self.budget.max_seconds:.1f}s"
             )
+
+
+class BatchMeter:
+    """One CallMeter per explanation of a batch.
+
+    Each explanation is charged what it would cost explained alone: work done for one row goes to that
+    row's meter (``row(i).charge``), work shared by the batch (a background evaluated once for all rows)
+    goes to every row's meter (``charge``), since each would have paid it alone. So an explanation's
+    recorded ``model_calls`` and its budget do not depend on the batch it ran in.
+    """
+
+    def __init__(self, budget: Budget, n_rows: int) -> None:
+        self.meters = [CallMeter(budget) for _ in range(n_rows)]
+
+    def row(self, i: int) -> CallMeter:
+        return self.meters[i]
+
+    def charge(self, n_rows: int) -> None:
+        for meter in self.meters:
+            meter.charge(n_rows)
+
+
+def _installed(module: str) -> bool:
+    if module in sys.modules:  # imported already, or made unimportable (None)
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,19 +152,14 @@ class Explainer(ABC):
     ) -> list[ExplanationResult]:
         """Explain every row (raw features, schema column order) in one batched call.
 
-        Raises BudgetExceededError when the batch runs over ``budget`` (per row, scaled by the batch
-        size), and ExplainerFailedError for any failure of the underlying library.
+        Raises BudgetExceededError when an explanation runs over ``budget`` (each explanation has its own,
+        counted as if it were explained alone), and ExplainerFailedError for any failure of the library.
         """
         if len(seeds) != len(rows):
             raise ExplainError("one seed per row is required")
+        self.check_available(self.params)
         resolved = list(targets) if targets is not None else self.default_targets(rows)
-        per_row = budget or Budget()
-        meter = CallMeter(
-            Budget(
-                max_model_calls=per_row.max_model_calls * max(1, len(rows)),
-                max_seconds=per_row.max_seconds * max(1, len(rows)),
-            )
-        )
+        meter = BatchMeter(budget or Budget(), len(rows))
         try:
             return self._explain(rows.reset_index(drop=True), seeds=list(seeds), targets=resolved, meter=meter)
         except ExplainError:
@@ -150,5 +177,27 @@ class Explainer(ABC):
 
     @abstractmethod
     def _explain(
-        self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: CallMeter
+        self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: BatchMeter
     ) -> list[ExplanationResult]: ...
+
+    requires: ClassVar[tuple[tuple[str, str], ...]] = ()  # (module, extra) the back-end cannot run without
+
+    @classmethod
+    def check_available(cls, params: Mapping[str, Any]) -> None:
+        """Raise UnsupportedModelError naming the extra to install when a library this method needs (with
+        these parameters) is not installed: a clear 422, not a worker's ImportError."""
+        for module, extra in cls.needs(params):
+            if not _installed(module):
+                raise UnsupportedModelError(
+                    f"{cls.method} needs the {module} package, which is not installed: pip install 'rationale[{extra}]'"
+                )
+
+    @classmethod
+    def needs(cls, params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+        return cls.requires
+
+    @classmethod
+    def check(cls, predictor: Predictor, background: Background, params: Mapping[str, Any]) -> None:
+        """Refuse, before anything is queued, parameters that cannot apply to this model (raises
+        UnsupportedModelError saying why); back-ends override it where they can tell in advance."""
+        cls.check_available(params)

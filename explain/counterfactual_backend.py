@@ -5,20 +5,30 @@ permitted ranges, so every candidate is validated here — immutables unchanged,
 ranges and categories, and the model's prediction really equal to the desired class — and only valid ones
 are kept; the rejected are counted by reason. alibi's CounterfactualProto is used when asked for and the
 ``tensorflow`` extra is installed.
+
+Neither library returns the smallest change (DiCE's random sampler multiplies an income many times over
+where a few percent flips the class), so every valid candidate is then minimised on the model itself:
+first every changed feature the flip does not need is reverted (greedily, costliest first), then each
+changed number is bisected toward its original value while the class stays flipped. Candidates are ranked
+by a documented distance: the L1 distance with each number scaled by its median absolute deviation over
+the background (Wachter et al. 2017), a changed category counting 1; sparsity is the number of features
+changed. Every step keeps the validity, immutability and range guarantees (checked again at the end).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from explain.base import CallMeter, Explainer, Target
+from explain.base import BatchMeter, CallMeter, Explainer, Target
 from explain.errors import UnsupportedModelError
 from explain.results import Counterfactual, Counterfactuals, ExplanationResult, FeatureChange
 from explain.schema import ModelSpec
@@ -89,26 +99,26 @@ def check_candidate(spec: ModelSpec, original: dict[str, Any], candidate: dict[s
 class CounterfactualExplainer(Explainer):
     method = "counterfactuals"
 
+    @classmethod
+    def needs(cls, params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+        if str(params.get("backend", "dice")) == "alibi-proto":
+            return (("alibi", "alibi"), ("tensorflow", "tensorflow"))
+        return ()
+
     def _explain(
-        self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: CallMeter
+        self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: BatchMeter
     ) -> list[ExplanationResult]:
         spec = self.predictor.spec
         if not spec.is_classifier:
             raise UnsupportedModelError("counterfactuals are computed for classifiers; this model is a regression")
         backend = str(self.params.get("backend", "dice"))
         if backend == "alibi-proto":
-            try:
-                import tensorflow  # noqa: F401
-            except ImportError as exc:
-                raise UnsupportedModelError(
-                    "the alibi-proto counterfactual back-end needs TensorFlow: pip install 'rationale[tensorflow]'"
-                ) from exc
             scores = self.predictor.predict_scores(rows)
-            return [self._proto(rows.iloc[[i]], scores[i], seeds[i], meter) for i in range(len(rows))]
+            return [self._proto(rows.iloc[[i]], scores[i], seeds[i], meter.row(i)) for i in range(len(rows))]
         if backend != "dice":
             raise UnsupportedModelError(f"unknown counterfactual back-end {backend!r}; use dice or alibi-proto")
         scores = self.predictor.predict_scores(rows)
-        return [self._one(rows.iloc[[i]], scores[i], seeds[i], meter) for i in range(len(rows))]
+        return [self._one(rows.iloc[[i]], scores[i], seeds[i], meter.row(i)) for i in range(len(rows))]
 
     def _desired(self, scores: np.ndarray) -> int:
         spec = self.predictor.spec
@@ -126,6 +136,7 @@ class CounterfactualExplainer(Explainer):
 
         logging.getLogger("dice_ml").setLevel(logging.ERROR)
         started = time.perf_counter()
+        meter.start()
         spec = self.predictor.spec
         current, desired = int(np.argmax(scores)), self._desired(scores)
         total = int(self.params.get("total_cfs", 3))
@@ -151,15 +162,21 @@ class CounterfactualExplainer(Explainer):
                 permitted[f.name] = list(f.categories or ())
         query = _typed(spec, row)
         try:
-            with GLOBAL_RANDOM:  # DiCE seeds Python's global `random`
+            with GLOBAL_RANDOM:  # DiCE draws from Python's `random` and numpy's global generators
+                seeding: dict[str, Any] = {}
+                if method == "random":
+                    seeding["random_seed"] = seed
+                else:  # the genetic method takes no seed argument: seed the generators it draws from
+                    random.seed(seed)
+                    np.random.seed(seed % (2**32))
                 generated = dice.generate_counterfactuals(
                     query,
                     total_CFs=total,
                     desired_class=1,
                     features_to_vary=mutable,
                     permitted_range=permitted,
-                    random_seed=seed,
                     verbose=False,
+                    **seeding,
                 )
             candidates = generated.cf_examples_list[0].final_cfs_df
         except Exception as exc:  # DiCE raises when it finds nothing valid
@@ -167,7 +184,7 @@ class CounterfactualExplainer(Explainer):
                 raise
             candidates = None
         original = {str(k): _plain(v) for k, v in query.iloc[0].items()}
-        body = self._validated(original, candidates, desired)
+        body = self._validated(original, candidates, desired, meter)
         return ExplanationResult(
             method=self.method,
             backend=f"dice_ml.{method}",
@@ -177,6 +194,8 @@ class CounterfactualExplainer(Explainer):
                 "method": method,
                 "total_cfs": total,
                 "features_to_vary": mutable,
+                "minimise": bool(self.params.get("minimise", True)),
+                "distance": "L1, numbers scaled by background MAD, categories 1",
                 "background_sha256": self.background.sha256,
             },
             seed=seed,
@@ -186,9 +205,17 @@ class CounterfactualExplainer(Explainer):
             model_calls=meter.rows,
         )
 
-    def _validated(self, original: dict[str, Any], candidates: pd.DataFrame | None, desired: int) -> Counterfactuals:
-        """Keep only candidates that really are counterfactuals, smallest first; count the rest by reason."""
+    def _validated(
+        self,
+        original: dict[str, Any],
+        candidates: pd.DataFrame | None,
+        desired: int,
+        meter: CallMeter | None = None,
+    ) -> Counterfactuals:
+        """Keep only candidates that really are counterfactuals, minimised, smallest first; count the rest
+        by reason."""
         spec = self.predictor.spec
+        minimise = bool(self.params.get("minimise", True)) and meter is not None
         kept: list[Counterfactual] = []
         reasons: Counter[str] = Counter()
         if candidates is not None and len(candidates):
@@ -204,6 +231,12 @@ class CounterfactualExplainer(Explainer):
                 if problem:
                     reasons[problem] += 1
                     continue
+                if minimise:
+                    assert meter is not None
+                    candidate = self._minimised(original, candidate, desired, meter)
+                    if check_candidate(spec, original, candidate) is not None:  # cannot happen; never trusted
+                        reasons["minimisation left the ranges"] += 1
+                        continue
                 kept.append(self._counterfactual(spec, original, candidate, spec.class_labels[desired]))
         kept.sort(key=lambda c: (c.distance, c.sparsity))
         unique: list[Counterfactual] = []
@@ -227,6 +260,7 @@ class CounterfactualExplainer(Explainer):
         from explain.coding import FeatureCoder
 
         started = time.perf_counter()
+        meter.start()
         spec = self.predictor.spec
         coder = FeatureCoder(spec)
         desired = self._desired(scores)
@@ -297,7 +331,7 @@ class CounterfactualExplainer(Explainer):
             raw[moved] = [float(f"{v:.6g}") for v in raw[moved]]
             candidates = coder.decode(raw)
         original = {str(k): _plain(v) for k, v in _typed(spec, row).iloc[0].items()}
-        body = self._validated(original, candidates, desired)
+        body = self._validated(original, candidates, desired, meter)
         return ExplanationResult(
             method=self.method,
             backend="alibi.CounterfactualProto",
@@ -307,7 +341,9 @@ class CounterfactualExplainer(Explainer):
                 "max_iterations": iterations,
                 "c_steps": int(self.params.get("c_steps", 3)),
                 "beta": 0.01,
-                "distance": "abdm",
+                "proto_distance": "abdm",
+                "minimise": bool(self.params.get("minimise", True)),
+                "distance": "L1, numbers scaled by background MAD, categories 1",
                 "background_sha256": self.background.sha256,
             },
             seed=seed,
@@ -317,22 +353,81 @@ class CounterfactualExplainer(Explainer):
             model_calls=meter.rows,
         )
 
+    def _flips(self, candidates: list[dict[str, Any]], desired: int, meter: CallMeter) -> np.ndarray:
+        spec = self.predictor.spec
+        meter.charge(len(candidates))
+        frame = _typed(spec, pd.DataFrame(candidates, columns=spec.feature_names))
+        return np.asarray(np.argmax(self.predictor.predict_scores(frame), axis=1) == desired)
+
+    def _minimised(
+        self, original: dict[str, Any], candidate: dict[str, Any], desired: int, meter: CallMeter
+    ) -> dict[str, Any]:
+        """The candidate with every unneeded change reverted and every changed number bisected toward its
+        original value; the model's class stays ``desired`` at every accepted step."""
+        spec = self.predictor.spec
+        scales = mad_scales(spec, self.background.frame)
+        current = dict(candidate)
+
+        def cost(name: str) -> float:
+            return change_cost(spec.feature(name), original[name], current[name], scales)
+
+        steps = int(self.params.get("bisection_steps", 30))
+        for _ in range(int(self.params.get("minimise_rounds", 3))):  # until no change moves any more
+            before = dict(current)
+            changed = sorted((n for n in spec.feature_names if current[n] != original[n]), key=cost, reverse=True)
+            for name in changed:  # 1. revert what the flip does not need, costliest first
+                trial = {**current, name: original[name]}
+                if self._flips([trial], desired, meter)[0]:
+                    current = trial
+            for name in sorted((n for n in spec.feature_names if current[n] != original[n]), key=cost, reverse=True):
+                feature = spec.feature(name)
+                if feature.type in ("number", "integer"):  # 2. bisection on the model's own output
+                    current[name] = self._bisect(feature, original[name], current, desired, meter, steps, scales)
+            if not _moved(spec, before, current, scales):
+                break
+        return current
+
+    def _bisect(
+        self,
+        feature: Any,
+        start: Any,
+        current: dict[str, Any],
+        desired: int,
+        meter: CallMeter,
+        steps: int,
+        scales: dict[str, float],
+    ) -> Any:
+        """The value of ``feature`` closest to ``start`` on the segment to its current value at which the
+        class is still ``desired`` (to 1e-6 of the feature's MAD, or one unit for integers)."""
+        name = feature.name
+        lo, hi = float(start), float(current[name])  # lo keeps the original class, hi flips it
+        tolerance = 1e-6 * scales.get(name, 1.0)
+        for _ in range(steps):
+            if feature.type == "integer":
+                if abs(hi - lo) <= 1:
+                    break
+                mid = float(int((lo + hi) / 2))
+            else:
+                if abs(hi - lo) <= tolerance:
+                    break
+                mid = (lo + hi) / 2
+            if self._flips([{**current, name: _as_type(feature, mid)}], desired, meter)[0]:
+                hi = mid
+            else:
+                lo = mid
+        return _as_type(feature, hi)
+
     def _counterfactual(
         self, spec: ModelSpec, original: dict[str, Any], candidate: dict[str, Any], predicted: str
     ) -> Counterfactual:
         changes = []
-        distance = 0.0
+        scales = mad_scales(spec, self.background.frame)
         for f in spec.features:
             before, after = original[f.name], candidate[f.name]
             if before == after:
                 continue
             changes.append(FeatureChange(f.name, before, after))
-            if f.type in ("number", "integer"):
-                column = self.background.frame[f.name].astype(float)
-                scale = float(column.max() - column.min()) or 1.0
-                distance += abs(float(after) - float(before)) / scale
-            else:
-                distance += 1.0
+        distance = mad_l1(spec, original, candidate, scales)
         return Counterfactual(
             changes=tuple(changes), predicted=predicted, distance=distance, sparsity=len(changes), valid=True
         )
@@ -348,6 +443,47 @@ def _order_fista_updates(explainer: Any, tf: Any) -> None:
         with tf.control_dependencies([new_adv, new_adv_s]):
             explainer.adv_updater = tf.compat.v1.assign(explainer.adv, new_adv)
             explainer.adv_updater_s = tf.compat.v1.assign(explainer.adv_s, new_adv_s)
+
+
+def mad_scales(spec: ModelSpec, background: pd.DataFrame) -> dict[str, float]:
+    """Per numeric feature, its median absolute deviation over the background: the distance's unit. A
+    feature with MAD 0 (mostly one value) falls back to its standard deviation, then to 1."""
+    scales: dict[str, float] = {}
+    for f in spec.features:
+        if f.type not in ("number", "integer"):
+            continue
+        column = background[f.name].astype(float).to_numpy()
+        mad = float(np.median(np.abs(column - np.median(column))))
+        scales[f.name] = mad or float(np.std(column)) or 1.0
+    return scales
+
+
+def change_cost(feature: Any, before: Any, after: Any, scales: dict[str, float]) -> float:
+    if before == after:
+        return 0.0
+    if feature.type in ("number", "integer"):
+        return abs(float(after) - float(before)) / scales[feature.name]
+    return 1.0
+
+
+def mad_l1(spec: ModelSpec, original: dict[str, Any], candidate: dict[str, Any], scales: dict[str, float]) -> float:
+    """L1 distance, numbers in units of their background MAD, each changed category or boolean counting 1."""
+    return float(sum(change_cost(f, original[f.name], candidate[f.name], scales) for f in spec.features))
+
+
+def _moved(spec: ModelSpec, before: dict[str, Any], after: dict[str, Any], scales: dict[str, float]) -> bool:
+    """Did a minimisation round change anything beyond the bisection's own tolerance?"""
+    for f in spec.features:
+        if f.type in ("number", "integer"):
+            if abs(float(before[f.name]) - float(after[f.name])) > 1e-6 * scales[f.name]:
+                return True
+        elif before[f.name] != after[f.name]:
+            return True
+    return False
+
+
+def _as_type(feature: Any, value: float) -> Any:
+    return round(value) if feature.type == "integer" else float(value)
 
 
 def _plain(value: Any) -> Any:

@@ -88,10 +88,18 @@ def kernel_shap(
     *,
     seeds: Sequence[int],
     nsamples: int | str,
+    l1_reg: Any = False,
+    charge: Callable[[int | None, int], None] | None = None,
 ) -> list[KernelRow]:
     """KernelSHAP values of every row of ``rows`` (coded features); ``outputs`` is model(rows), in the
-    shape the model returns it. Each row is seeded with its own seed, as if it were explained alone."""
+    shape the model returns it. Each row is seeded with its own seed, as if it were explained alone.
+
+    ``l1_reg`` is shap's feature selection, off unless asked for (shap's own default keeps 10 features).
+    ``charge(row, n)`` is told how many rows the model evaluated for a row (``row=None``: for every row,
+    the background, which each row would have evaluated alone)."""
     explainer_class = _deferring_kernel_class()
+    if charge is not None:
+        charge(None, len(background))
     base = explainer_class(model, background)
     expected = np.atleast_1d(np.asarray(base.expected_value, dtype=float))
     per_row = (nsamples if isinstance(nsamples, int) else 2 * rows.shape[1] + 2**11) * len(background)
@@ -105,7 +113,7 @@ def kernel_shap(
             try:
                 with GLOBAL_RANDOM:  # shap samples from numpy's global generator
                     np.random.seed(int(seeds[i]) % (2**32))
-                    phi = explainer.explain(rows[i : i + 1], nsamples=nsamples, silent=True)
+                    phi = explainer.explain(rows[i : i + 1], nsamples=nsamples, silent=True, l1_reg=l1_reg)
             except _Deferred:
                 pending.append((i, explainer))
                 continue
@@ -113,6 +121,9 @@ def kernel_shap(
         if not pending:
             continue
         samples = [explainer.sample_rows() for _, explainer in pending]
+        if charge is not None:
+            for (i, _), block in zip(pending, samples, strict=True):
+                charge(i, len(block))
         answers = np.asarray(model(np.concatenate(samples)), dtype=float)
         offset = 0
         for (i, explainer), block in zip(pending, samples, strict=True):

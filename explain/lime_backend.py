@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from explain.base import CallMeter, Explainer, Target
+from explain.base import BatchMeter, Explainer, Target
 from explain.coding import FeatureCoder
 from explain.results import Attributions, ExplanationResult
 from explain.versions import library_versions
@@ -17,7 +17,7 @@ class LimeExplainer(Explainer):
     method = "lime"
 
     def _explain(
-        self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: CallMeter
+        self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: BatchMeter
     ) -> list[ExplanationResult]:
         from lime.lime_tabular import LimeTabularExplainer
 
@@ -27,13 +27,13 @@ class LimeExplainer(Explainer):
         num_samples = int(self.params.get("num_samples", 1000))
         mode = "classification" if spec.is_classifier else "regression"
 
-        model = coder.scorer(self.predictor, meter)
-
         coded = coder.encode(rows)
         scores = self.predictor.predict_scores(rows)
         results = []
         for i, (seed, target) in enumerate(zip(seeds, targets, strict=True)):
             started = time.perf_counter()
+            meter.row(i).start()
+            model = coder.scorer(self.predictor, meter.row(i))
             explainer = LimeTabularExplainer(
                 background,
                 mode=mode,
@@ -76,7 +76,7 @@ class LimeExplainer(Explainer):
                     library_versions=library_versions("lime"),
                     quality={"score": float(exp.score), "local_pred_error": abs(local - output)},
                     compute_ms=(time.perf_counter() - started) * 1000,
-                    model_calls=meter.rows,
+                    model_calls=meter.row(i).rows,
                 )
             )
         return results

@@ -160,3 +160,60 @@ class LightGBMPredictor(BasePredictor):
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray | None:
         return np.asarray(self.estimator.predict(_numeric_matrix(frame, self.spec), raw_score=True), dtype=float)
+
+
+class OnnxPredictor(BasePredictor):
+    """An ONNX graph run by onnxruntime on the CPU: one float input of the numeric features in schema order.
+
+    Classifiers must give class probabilities in the manifest's ``class_labels`` order (a float tensor of
+    shape (n, classes), or scikit-learn-onnx's ZipMap of label -> probability); regressors one value per row.
+    The graph is opaque to SHAP's tree and linear explainers, so it is explained model-agnostically.
+    """
+
+    format = "onnx"
+
+    def __init__(self, data: bytes, spec: ModelSpec) -> None:
+        import onnxruntime
+
+        try:
+            session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ArtifactError(f"not a readable ONNX model: {exc}") from exc
+        super().__init__(session, spec)
+        _numeric_matrix(frame_from_rows(spec, []), spec)
+        inputs = session.get_inputs()
+        if len(inputs) != 1:
+            raise ArtifactError("ONNX models must take one input tensor of the numeric features in schema order")
+        self._input = inputs[0].name
+        self._outputs = [o.name for o in session.get_outputs()]
+        probe = self._run(np.zeros((1, len(spec.features))))
+        if spec.is_classifier and probe.shape != (1, len(spec.class_labels)):
+            raise ArtifactError(f"the ONNX model gives no probabilities for the {len(spec.class_labels)} class_labels")
+
+    def _run(self, matrix: np.ndarray) -> np.ndarray:
+        results = self.estimator.run(None, {self._input: matrix.astype(np.float32)})
+        labels = list(self.spec.class_labels)
+        for value in results:
+            if isinstance(value, list) and value and isinstance(value[0], dict):  # ZipMap
+                return np.array([[float(row[_key(row, label)]) for label in labels] for row in value])
+        numeric = [np.asarray(v) for v in results if np.asarray(v).dtype.kind == "f"]
+        if not numeric:
+            raise ArtifactError("the ONNX model has no numeric output")
+        if self.spec.is_classifier:
+            wide = [v for v in numeric if v.ndim == 2 and v.shape[1] == len(labels)]
+            if not wide:
+                raise ArtifactError("the ONNX model has no (rows, classes) probability output")
+            return np.asarray(wide[-1], dtype=float)
+        return np.asarray(numeric[0], dtype=float).reshape(len(matrix), -1)[:, 0]
+
+    def predict_scores(self, frame: pd.DataFrame) -> np.ndarray:
+        return self._run(_numeric_matrix(frame, self.spec))
+
+
+def _key(row: dict[Any, float], label: str) -> Any:
+    if label in row:
+        return label
+    for key in row:  # ZipMap keys are the training labels' own type (often integers)
+        if str(key) == label:
+            return key
+    raise ArtifactError(f"the ONNX model's probabilities have no class {label!r}")

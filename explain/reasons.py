@@ -20,6 +20,11 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "raised": "raised",
     "lowered": "lowered",
     "anchor": "The decision holds whenever {rule} (precision {precision:.0%}, coverage {coverage:.0%}).",
+    "anchor_weak": (
+        "A rule was found ({rule}), but re-measured on independent samples it gives the same decision for only "
+        "{checked:.0%} of such inputs (95% lower bound {lower:.0%}), below the requested {threshold:.0%}: "
+        "it does not reliably hold."
+    ),
     "counterfactual": "Had {changes}, the outcome would have been {outcome}.",
     "change": "{feature} been {to} instead of {from_}",
     "no_counterfactual": "No small change to the inputs that the model would decide differently was found.",
@@ -101,9 +106,18 @@ def reasons_for(
     anchor_sentence = None
     if anchor is not None and isinstance(anchor.body, AnchorRule):
         rule = anchor.body
-        anchor_sentence = t["anchor"].format(
-            rule=_rule_text(spec, rule), precision=rule.precision, coverage=rule.coverage
-        )
+        if rule.holds is False:
+            anchor_sentence = t["anchor_weak"].format(
+                rule=_rule_text(spec, rule),
+                checked=rule.checked_precision,
+                lower=rule.precision_lower_bound,
+                threshold=rule.threshold,
+            )
+        else:
+            precision = rule.checked_precision if rule.checked_precision is not None else rule.precision
+            anchor_sentence = t["anchor"].format(
+                rule=_rule_text(spec, rule), precision=precision, coverage=rule.coverage
+            )
         sentences.append(anchor_sentence)
     cf_sentence = None
     if counterfactuals is not None and isinstance(counterfactuals.body, Counterfactuals):

@@ -32,3 +32,16 @@ def create_explainer(
 ) -> Explainer:
     """A fresh explainer object; never share one between threads."""
     return explainer_class(method)(predictor=predictor, background=background, params=params)
+
+
+def check_request(
+    method: str, *, predictor: Predictor, background: Background, params: Mapping[str, Any] | None = None
+) -> None:
+    """Refuse a request that cannot be honoured for this model before it is queued (UnsupportedModelError,
+    a 422 saying why), instead of failing in a worker or silently substituting another algorithm."""
+    explainer_class(method).check(predictor, background, dict(params or {}))
+
+
+def check_available(method: str, params: Mapping[str, Any] | None = None) -> None:
+    """UnsupportedModelError naming the extra to install when ``method`` cannot run in this install."""
+    explainer_class(method).check_available(dict(params or {}))

@@ -9,50 +9,89 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+OUTPUT_SPACES = ("probability", "log_odds", "softmax_logit", "margin", "raw")
+
 
 @dataclass(frozen=True, slots=True)
 class Attributions:
-    """Per-raw-feature contributions: sum(values) + base_value == output_value in ``output_space``."""
+    """Per-raw-feature contributions: sum(values) + base_value == output_value in ``output_space``.
+
+    ``output_space`` is declared from the model, not inferred from the numbers: "probability" (a class
+    probability), "log_odds" (binary logistic link), "softmax_logit" (one class's multinomial logit),
+    "margin" (a classifier's decision function without a probability link) or "raw" (regression output).
+    ``exact`` says whether the values are the exact Shapley values of the game (tree/linear SHAP) or an
+    estimate; an estimate carries ``approximation`` (why it is one) and ``error_bound`` when the method
+    has one. None: not recorded (entries written before these fields existed).
+    """
 
     values: Mapping[str, float]
     base_value: float
     output_value: float
-    output_space: str  # "probability", "log_odds" or "raw" (regression / margin)
+    output_space: str
+    exact: bool | None = None
+    approximation: str | None = None
+    error_bound: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "kind": "attributions",
             "values": {k: float(v) for k, v in self.values.items()},
             "base_value": float(self.base_value),
             "output_value": float(self.output_value),
             "output_space": self.output_space,
         }
+        if self.exact is not None:
+            data["exact"] = bool(self.exact)
+        if self.approximation is not None:
+            data["approximation"] = self.approximation
+        if self.error_bound is not None:
+            data["error_bound"] = float(self.error_bound)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Attributions:
+        exact = data.get("exact")
+        bound = data.get("error_bound")
         return cls(
             values=dict(data["values"]),
             base_value=float(data["base_value"]),
             output_value=float(data["output_value"]),
             output_space=str(data["output_space"]),
+            exact=None if exact is None else bool(exact),
+            approximation=data.get("approximation"),
+            error_bound=None if bound is None else float(bound),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class AnchorRule:
-    """An anchor: conditions on raw features under which the prediction holds with ``precision``."""
+    """An anchor: conditions on raw features under which the prediction holds with ``precision``.
+
+    ``precision`` is alibi's own estimate; ``checked_precision`` is re-measured on an independent seeded
+    sample of ``precision_samples`` rows, with a one-sided 95% (Wilson) ``precision_lower_bound``. The rule
+    is presented as holding only when that bound reaches ``threshold`` (``holds``).
+    """
 
     conditions: tuple[str, ...]
     precision: float
     coverage: float
     threshold: float
+    checked_precision: float | None = None
+    precision_lower_bound: float | None = None
+    precision_samples: int | None = None
 
     @property
     def rule(self) -> str:
         return " AND ".join(self.conditions) if self.conditions else "(any input)"
 
+    @property
+    def holds(self) -> bool | None:
+        if self.precision_lower_bound is None:
+            return None
+        return self.precision_lower_bound >= self.threshold
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "kind": "anchor",
             "conditions": list(self.conditions),
             "rule": self.rule,
@@ -60,14 +99,24 @@ class AnchorRule:
             "coverage": float(self.coverage),
             "threshold": float(self.threshold),
         }
+        if self.checked_precision is not None:
+            data["checked_precision"] = float(self.checked_precision)
+            data["precision_lower_bound"] = float(self.precision_lower_bound or 0.0)
+            data["precision_samples"] = int(self.precision_samples or 0)
+            data["holds"] = bool(self.holds)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AnchorRule:
+        checked = data.get("checked_precision")
         return cls(
             conditions=tuple(data["conditions"]),
             precision=float(data["precision"]),
             coverage=float(data["coverage"]),
             threshold=float(data["threshold"]),
+            checked_precision=None if checked is None else float(checked),
+            precision_lower_bound=None if checked is None else float(data["precision_lower_bound"]),
+            precision_samples=None if checked is None else int(data["precision_samples"]),
         )
 
 

@@ -1,11 +1,18 @@
 """SHAP attributions per raw input feature.
 
-The algorithm follows the model: TreeExplainer for tree ensembles (sklearn, XGBoost, LightGBM, also as the
-last step of a Pipeline), LinearExplainer for linear models, otherwise Permutation (or Kernel on request)
-over category-coded raw features. For a pipeline, tree/linear explain the final estimator on the
-transformed matrix and the columns each raw feature produced (one-hot, scaling) are summed back to that
-feature — exact, because SHAP values are additive. Model-agnostic runs are seeded per row, so one decision
-gives the same explanation whatever batch it was computed in.
+The algorithm follows the model. Tree ensembles (sklearn, XGBoost, LightGBM) and linear models get exact
+interventional Shapley values with the registered background, also as the last step of a scikit-learn
+pipeline whose steps map back to raw features (explain/pipeline.py): TreeSHAP over groups of columns
+(explain/tree_shap.py), LinearSHAP on the final estimator's coefficients with affine steps composed in,
+summed per raw feature (exact: a linear model is additive over its columns). Other models get
+Permutation SHAP (or Kernel on request) over category-coded raw features, seeded per row so one decision
+gives the same explanation whatever batch it was computed in — and the result says it is an estimate.
+
+An explicitly requested ``tree`` or ``linear`` that cannot apply is refused (``check``), never silently
+replaced; ``auto`` falling back to a model-agnostic estimate records why in the result.
+
+The output space is declared from the model: the units of the trees' leaves or the linear model's link
+(log-odds, softmax logit, probability, margin, raw regression output), never guessed from the numbers.
 """
 
 from __future__ import annotations
@@ -14,49 +21,28 @@ import contextlib
 import threading
 import time
 import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from explain.base import CallMeter, Explainer, Target
+from explain.base import Background, BatchMeter, CallMeter, Explainer, Predictor, Target
 from explain.coding import FeatureCoder
 from explain.errors import UnsupportedModelError
+from explain.pipeline import Decomposed, NotSeparableError, compose_affine, decompose
 from explain.results import Attributions, ExplanationResult
 from explain.seeding import GLOBAL_RANDOM
 from explain.versions import library_versions
 
 ALGORITHMS = ("auto", "tree", "linear", "kernel", "permutation")
 TREE_MODULE_HINTS = ("sklearn.ensemble", "sklearn.tree", "xgboost", "lightgbm")
+BOOSTER_FORMATS = ("xgboost-json", "xgboost-ubj", "lightgbm-text")
+TREE_BACKGROUND = 100  # background rows for interventional TreeSHAP unless background_size says otherwise
 
-
-_PER_THREAD = threading.local()
-
-
-def _tree_explainer(model: Any) -> Any:
-    """One shap.TreeExplainer per model and thread: building it walks every tree (milliseconds per batch
-    otherwise), and shap_values sets attributes on it, so threads do not share one."""
-    import shap
-
-    cache: weakref.WeakKeyDictionary[Any, Any] | None = getattr(_PER_THREAD, "trees", None)
-    if cache is None:
-        cache = _PER_THREAD.trees = weakref.WeakKeyDictionary()
-    try:
-        return cache[model]
-    except (KeyError, TypeError):
-        pass
-    explainer = shap.TreeExplainer(model)
-    with contextlib.suppress(TypeError):  # not weak-referenceable (a raw booster handle): no cache
-        cache[model] = explainer
-    return explainer
-
-
-def _final_estimator(estimator: Any) -> tuple[Any, Any | None]:
-    """(final model, preprocessing pipeline or None)."""
-    steps = getattr(estimator, "steps", None)
-    if steps:
-        return steps[-1][1], estimator[:-1] if len(steps) > 1 else None
-    return estimator, None
+_LEAVES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_LEAVES_LOCK = threading.Lock()
 
 
 def _is_tree(model: Any) -> bool:
@@ -75,132 +61,284 @@ def _is_tree(model: Any) -> bool:
 
 
 def _is_linear(model: Any) -> bool:
-    return type(model).__module__.startswith("sklearn.linear_model") and hasattr(model, "coef_")
+    module = type(model).__module__
+    return module.startswith(("sklearn.linear_model", "sklearn.svm")) and hasattr(model, "coef_")
 
 
-def column_map(prep: Any, raw_names: list[str], n_out: int) -> list[int] | None:
-    """For each transformed column, the index of the raw feature it came from; None if not derivable."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import Pipeline
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How this model will be explained, decided once from the model and the request."""
 
-    if prep is None:
-        return list(range(len(raw_names))) if n_out == len(raw_names) else None
-    if isinstance(prep, Pipeline):
-        if len(prep.steps) != 1:
-            return None
-        prep = prep.steps[0][1]
-    if not isinstance(prep, ColumnTransformer):
-        return None
-    mapping: list[int | None] = [None] * n_out
-    for name, transformer, columns in prep.transformers_:
-        if transformer == "drop" or (name == "remainder" and transformer == "drop"):
-            continue
-        out_slice = prep.output_indices_[name]
-        cols = [raw_names[c] if isinstance(c, (int, np.integer)) else c for c in np.atleast_1d(columns)]
-        width = out_slice.stop - out_slice.start
-        if width == 0:
-            continue
-        if len(cols) == width:
-            counts = [1] * len(cols)
-        elif hasattr(transformer, "categories_"):
-            counts = [len(c) for c in transformer.categories_]
-            drop = getattr(transformer, "drop_idx_", None)
-            if drop is not None:
-                counts = [n - (0 if d is None else 1) for n, d in zip(counts, drop, strict=True)]
-            if sum(counts) != width:
-                return None
-        elif len(cols) == 1:
-            counts = [width]
-        else:
-            return None
-        position = out_slice.start
-        for col, count in zip(cols, counts, strict=True):
-            for _ in range(count):
-                mapping[position] = raw_names.index(col)
-                position += 1
-    if any(m is None for m in mapping):
-        return None
-    return [int(m) for m in mapping if m is not None]
+    algorithm: str  # tree | linear | kernel | permutation
+    requested: str
+    fallback: str | None = None  # why auto could not be exact
+    decomposed: Decomposed | None = None
+    leaves: Any = None
+    space: str = "raw"
+    coef: np.ndarray | None = None  # linear: (outputs, separable columns), affine steps composed in
+    intercept: np.ndarray | None = None
+
+
+def _parts(predictor: Predictor) -> Decomposed:
+    names = predictor.spec.feature_names
+    if predictor.format in BOOSTER_FORMATS:
+        return Decomposed((), predictor.estimator, np.arange(len(names)))
+    return decompose(predictor.estimator, names)
+
+
+def _leaves(final: Any, groups: np.ndarray, n_groups: int) -> tuple[Any, str | None]:
+    """The trees as leaf boxes and the units of their leaves, per model and column grouping: parsing
+    walks every node, so it is done once per process."""
+    from explain.tree_shap import leaves_of
+
+    key = (tuple(int(g) for g in groups), n_groups)
+    with _LEAVES_LOCK:
+        try:
+            cached = _LEAVES.get(final, {})
+        except TypeError:  # not weak-referenceable: no cache
+            cached = {}
+        if key in cached:
+            return cached[key]
+    ensemble = _ensemble(final)
+    parsed = leaves_of(ensemble, groups, n_groups), ensemble.tree_output
+    with _LEAVES_LOCK, contextlib.suppress(TypeError):
+        _LEAVES.setdefault(final, {})[key] = parsed
+    return parsed
+
+
+def _ensemble(final: Any) -> Any:
+    """shap's parse of the trees, or ours where shap has none (multiclass sklearn gradient boosting)."""
+    from explain.tree_shap import lightgbm_ensemble, multiclass_gbm_ensemble, xgboost_ensemble
+
+    if type(final).__name__ == "GradientBoostingClassifier" and len(getattr(final, "classes_", ())) > 2:
+        return multiclass_gbm_ensemble(final)
+    if type(final).__module__.startswith("xgboost"):
+        return xgboost_ensemble(final.get_booster() if hasattr(final, "get_booster") else final)
+    if type(final).__module__.startswith("lightgbm"):
+        return lightgbm_ensemble(final.booster_ if hasattr(final, "booster_") else final)
+    import shap
+
+    return shap.TreeExplainer(final).model
+
+
+def tree_space(ensemble_output: str | None, spec: Any, n_outputs: int) -> str:
+    """The units of the trees' leaves, named for this task."""
+    if not spec.is_classifier:
+        return "raw"
+    if ensemble_output == "log_odds":
+        return "log_odds" if n_outputs == 1 else "softmax_logit"
+    if ensemble_output == "probability":
+        return "probability"
+    return "margin"
+
+
+def linear_space(final: Any, spec: Any) -> str:
+    """The link of a linear model: logistic regression is log-odds (binary, or one-vs-rest per class)
+    or a softmax logit (multinomial); other linear classifiers give a margin; regressors raw output."""
+    if not spec.is_classifier:
+        return "raw"
+    name = type(final).__name__
+    if not name.startswith("LogisticRegression"):
+        return "margin"
+    if len(getattr(final, "classes_", ())) <= 2:
+        return "log_odds"
+    multi = getattr(final, "multi_class", "auto")
+    if multi == "ovr" or (multi in ("auto", "deprecated") and getattr(final, "solver", "") == "liblinear"):
+        return "log_odds"
+    return "softmax_logit"
+
+
+def make_plan(predictor: Predictor, background: Background, params: Mapping[str, Any]) -> Plan:
+    """Decide the algorithm; raises UnsupportedModelError when an explicit tree/linear cannot apply."""
+    requested = str(params.get("algorithm", "auto"))
+    if requested not in ALGORITHMS:
+        raise UnsupportedModelError(f"shap algorithm must be one of {', '.join(ALGORITHMS)}, not {requested!r}")
+    if requested in ("kernel", "permutation"):
+        return Plan(requested, requested, space="probability" if predictor.spec.is_classifier else "raw")
+    reasons: list[str] = []
+    for algorithm in ("tree", "linear") if requested == "auto" else (requested,):
+        try:
+            return _exact_plan(predictor, background, algorithm, requested)
+        except UnsupportedModelError as exc:
+            if requested != "auto":
+                raise
+            reasons.append(str(exc))
+    space = "probability" if predictor.spec.is_classifier else "raw"
+    return Plan("permutation", requested, fallback="; ".join(dict.fromkeys(reasons)), space=space)
+
+
+def _exact_plan(predictor: Predictor, background: Background, algorithm: str, requested: str) -> Plan:
+    spec = predictor.spec
+    parts = _parts(predictor)
+    final = parts.final
+    kind = type(final).__name__
+    if algorithm == "tree":
+        if not _is_tree(final):
+            raise UnsupportedModelError(f"the tree explainer needs a tree ensemble; the final estimator is {kind}")
+        if parts.affine_steps:
+            step = type(parts.affine_steps[0]).__name__
+            raise UnsupportedModelError(
+                f"the tree explainer cannot map the columns of pipeline step {step} back to raw features: "
+                f"{_why_not_separable(predictor)}"
+            )
+        from explain.tree_shap import TreeParseError
+
+        try:
+            leaves, output = _leaves(final, parts.groups, len(spec.features))
+        except TreeParseError as exc:
+            raise UnsupportedModelError(f"the tree explainer cannot explain {kind}: {exc}") from None
+        except Exception as exc:  # shap's parser refuses the model
+            raise UnsupportedModelError(f"shap cannot read the trees of {kind}: {exc}") from None
+        n_outputs = leaves.values.shape[1]
+        return Plan("tree", requested, decomposed=parts, leaves=leaves, space=tree_space(output, spec, n_outputs))
+    if not _is_linear(final):
+        raise UnsupportedModelError(f"the linear explainer needs a linear model; the final estimator is {kind}")
+    coef = np.atleast_2d(np.asarray(final.coef_, dtype=float))
+    intercept = np.atleast_1d(np.asarray(getattr(final, "intercept_", 0.0), dtype=float))
+    if intercept.shape[0] != coef.shape[0]:
+        intercept = np.broadcast_to(intercept, (coef.shape[0],)).copy()
+    if parts.affine_steps:
+        matrix = parts.transform(background.frame)
+        try:
+            a, c = compose_affine(parts.affine_steps, matrix)
+        except NotSeparableError as exc:
+            raise UnsupportedModelError(f"the linear explainer cannot compose the pipeline exactly: {exc}") from None
+        intercept = intercept + coef @ c
+        coef = coef @ a
+    return Plan(
+        "linear",
+        requested,
+        decomposed=parts,
+        space=linear_space(final, spec),
+        coef=coef,
+        intercept=intercept,
+    )
+
+
+def _why_not_separable(predictor: Predictor) -> str:
+    from explain.pipeline import trace
+
+    parts = _parts(predictor)
+    groups, names = parts.groups, None
+    for step in parts.affine_steps:
+        try:
+            groups, names = trace(step, groups, names)
+        except NotSeparableError as exc:
+            return str(exc)
+    return "its output columns mix raw features"
 
 
 class ShapExplainer(Explainer):
     method = "shap"
 
+    @classmethod
+    def check(cls, predictor: Predictor, background: Background, params: Mapping[str, Any]) -> None:
+        make_plan(predictor, background, params)
+
     def _explain(
-        self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: CallMeter
+        self, rows: pd.DataFrame, *, seeds: list[int], targets: list[Target], meter: BatchMeter
     ) -> list[ExplanationResult]:
-        algorithm = str(self.params.get("algorithm", "auto"))
-        if algorithm not in ALGORITHMS:
-            raise UnsupportedModelError(f"shap algorithm must be one of {', '.join(ALGORITHMS)}")
-        final, prep = _final_estimator(self.predictor.estimator)
-        if algorithm == "auto":
-            algorithm = "tree" if _is_tree(final) else "linear" if _is_linear(final) else "permutation"
-        if algorithm in ("tree", "linear"):
-            if algorithm == "tree" and not _is_tree(final):
-                raise UnsupportedModelError("the tree explainer needs a tree ensemble")
-            if algorithm == "linear" and not _is_linear(final):
-                raise UnsupportedModelError("the linear explainer needs a linear model")
-            exact = self._model_specific(rows, targets, meter, final, prep, algorithm)
-            if exact is not None:
-                return exact
-            algorithm = "permutation"  # the pipeline's columns cannot be mapped back: go model-agnostic
-        return self._agnostic(rows, seeds, targets, meter, algorithm)
+        plan = make_plan(self.predictor, self.background, self.params)
+        if plan.algorithm == "tree":
+            return self._tree(rows, targets, meter, plan)
+        if plan.algorithm == "linear":
+            return self._linear(rows, targets, meter, plan)
+        return self._agnostic(rows, seeds, targets, meter, plan)
 
     # -- tree and linear: exact, vectorised over the whole batch ---------------------------------------
-    def _model_specific(
-        self,
-        rows: pd.DataFrame,
-        targets: list[Target],
-        meter: CallMeter,
-        final: Any,
-        prep: Any,
-        algorithm: str,
-    ) -> list[ExplanationResult] | None:
-        import shap
+    def _background_rows(self, default: int | None) -> pd.DataFrame:
+        frame = self.background.frame
+        size = self.params.get("background_size", default)
+        if size is not None and len(frame) > int(size):
+            pick = np.sort(np.random.default_rng(0).choice(len(frame), int(size), replace=False))
+            frame = frame.iloc[pick]
+        return frame
 
-        spec = self.predictor.spec
-        names = spec.feature_names
+    def _tree(
+        self, rows: pd.DataFrame, targets: list[Target], meter: BatchMeter, plan: Plan
+    ) -> list[ExplanationResult]:
+        from explain.tree_shap import group_tree_shap
+
+        assert plan.decomposed is not None
         started = time.perf_counter()
-        transformed: Any = None
-        if self.predictor.format in ("xgboost-json", "xgboost-ubj", "lightgbm-text"):
-            matrix = rows[names].astype(float).to_numpy()
-            background = self.background.frame[names].astype(float).to_numpy()
-            mapping: list[int] | None = list(range(len(names)))
+        spec = self.predictor.spec
+        meter.charge(1)
+        background = self._background_rows(TREE_BACKGROUND)
+        parts = plan.decomposed
+        if self.predictor.format in BOOSTER_FORMATS:
+            matrix = rows[spec.feature_names].astype(float).to_numpy()
+            bg_matrix = background[spec.feature_names].astype(float).to_numpy()
         else:
-            transformed = prep.transform(rows) if prep is not None else None
-            matrix = _dense(transformed) if transformed is not None else rows.to_numpy(dtype=float)
-            background = matrix[:0]
-            if algorithm == "linear":  # only the linear masker needs the transformed background
-                background = (
-                    _dense(prep.transform(self.background.frame))
-                    if prep is not None
-                    else self.background.frame.to_numpy(dtype=float)
-                )
-            mapping = column_map(prep, names, matrix.shape[1])
-        if mapping is None:
-            return None
-        meter.charge(len(rows))
-        if algorithm == "tree":
-            explainer = _tree_explainer(final)
-            backend, params = (
-                "shap.TreeExplainer",
-                {"algorithm": "tree", "feature_perturbation": "tree_path_dependent"},
-            )
-        else:
-            explainer = shap.LinearExplainer(final, shap.maskers.Independent(background, max_samples=1000))
-            backend, params = "shap.LinearExplainer", {"algorithm": "linear", "masker": "independent"}
-        explanation = explainer(matrix)
-        values = np.asarray(explanation.values, dtype=float)
-        base = np.asarray(explanation.base_values, dtype=float)
-        margin, proba = self.predictor.margin_and_scores(rows, transformed=transformed)
+            matrix, bg_matrix = parts.transform(rows), parts.transform(background)
+        shap_values = group_tree_shap(plan.leaves, matrix, bg_matrix, len(spec.features))
+        margin, proba = self._outputs(rows, parts, matrix)
         compute_ms = (time.perf_counter() - started) * 1000 / max(1, len(rows))
+        params = {
+            "algorithm": "tree",
+            "feature_perturbation": "interventional",
+            "background_size": len(background),
+            "grouping": "raw features",
+        }
         results = []
         for i, target in enumerate(targets):
-            phi, b, f, space = self._select(values, base, margin, proba, i, target)
-            raw = np.zeros(len(names))
-            np.add.at(raw, mapping, phi)
-            results.append(self._result(raw, b, f, space, backend, params, None, target, compute_ms, meter))
+            phi, b, f = self._select(shap_values.values[i], shap_values.base, margin, proba, i, target, plan.space)
+            results.append(
+                self._result(phi, b, f, plan, "rationale.GroupTreeSHAP", params, None, target, compute_ms, meter.row(i))
+            )
         return results
+
+    def _linear(
+        self, rows: pd.DataFrame, targets: list[Target], meter: BatchMeter, plan: Plan
+    ) -> list[ExplanationResult]:
+        import shap
+
+        assert plan.decomposed is not None and plan.coef is not None and plan.intercept is not None
+        started = time.perf_counter()
+        spec = self.predictor.spec
+        meter.charge(1)
+        parts = plan.decomposed
+        background = self._background_rows(None)
+        matrix, bg_matrix = parts.transform(rows), parts.transform(background)
+        coef = plan.coef[0] if plan.coef.shape[0] == 1 else plan.coef
+        intercept = plan.intercept[0] if plan.coef.shape[0] == 1 else plan.intercept
+        masker = shap.maskers.Independent(bg_matrix, max_samples=len(bg_matrix))
+        explainer = shap.LinearExplainer((coef, intercept), masker)
+        values = np.asarray(explainer.shap_values(matrix), dtype=float)
+        if values.ndim == 2:
+            values = values[..., None]
+        base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
+        membership = np.zeros((len(parts.groups), len(spec.features)))
+        membership[np.arange(len(parts.groups)), parts.groups] = 1.0
+        grouped = np.einsum("rck,cg->rgk", values, membership)  # columns summed per raw feature
+        margin, proba = self._outputs(rows, parts, parts.to_final(matrix))
+        compute_ms = (time.perf_counter() - started) * 1000 / max(1, len(rows))
+        params = {
+            "algorithm": "linear",
+            "masker": "independent",
+            "background_size": len(background),
+            "composed_steps": [type(s).__name__ for s in parts.affine_steps],
+        }
+        results = []
+        for i, target in enumerate(targets):
+            phi, b, f = self._select(grouped[i], base, margin, proba, i, target, plan.space)
+            results.append(
+                self._result(phi, b, f, plan, "shap.LinearExplainer", params, None, target, compute_ms, meter.row(i))
+            )
+        return results
+
+    def _outputs(
+        self, rows: pd.DataFrame, parts: Decomposed, final_input: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """The model's own outputs (margin, scores) to check additivity against, not the explainer's."""
+        if self.predictor.format in BOOSTER_FORMATS or not (parts.steps or parts.affine_steps):
+            return self.predictor.margin(rows), self.predictor.predict_scores(rows)
+        final = parts.final
+        margin = (
+            np.asarray(final.decision_function(final_input), dtype=float)
+            if hasattr(final, "decision_function")
+            else None
+        )
+        return margin, self.predictor.predict_scores(rows)
 
     def _select(
         self,
@@ -210,33 +348,24 @@ class ShapExplainer(Explainer):
         proba: np.ndarray,
         i: int,
         target: Target,
-    ) -> tuple[np.ndarray, float, float, str]:
-        """Pick the target's attributions and the model output in the space SHAP explained."""
+        space: str,
+    ) -> tuple[np.ndarray, float, float]:
+        """The target's attributions (features, outputs -> features), base and the model's output in
+        ``space``. With one output for two classes, that output is the estimator's second class."""
         spec = self.predictor.spec
         if not spec.is_classifier:
-            b = float(base.reshape(len(values), -1)[i][0]) if base.ndim else float(base)
-            return values[i], b, float(proba[i]), "raw"
+            return values[:, 0], float(base[0]), float(proba[i])
         k = target.class_index if target.class_index is not None else int(np.argmax(proba[i]))
-        est_index = self._estimator_index(k)
-        if values.ndim == 3:
-            phi = values[i, :, est_index]
-            b = float(base[i, est_index]) if base.ndim == 2 else float(base[est_index])
-            candidates = []
-            if margin is not None and margin.ndim == 2:
-                candidates.append((float(margin[i, est_index]), "log_odds"))
-            candidates.append((float(proba[i, k]), "probability"))
-        else:  # one output: the estimator's class 1 (binary)
-            sign = 1.0 if est_index == 1 else -1.0
-            phi = sign * values[i]
-            b0 = float(base[i]) if base.ndim else float(base)
-            b = sign * b0
-            candidates = []
-            if margin is not None and margin.ndim == 1:
-                candidates.append((sign * float(margin[i]), "log_odds"))
-            candidates.append((float(proba[i, k]), "probability"))
-        total = float(np.sum(phi)) + b
-        f, space = min(candidates, key=lambda c: abs(total - c[0]))
-        return phi, b, f, space
+        est = self._estimator_index(k)
+        if space == "probability":
+            return values[:, est], float(base[est]), float(proba[i, k])
+        if margin is None:
+            raise UnsupportedModelError("the model gives no margin to explain")
+        if values.shape[1] == 1:  # binary, one output for the estimator's class 1
+            sign = 1.0 if est == 1 else -1.0
+            m = float(np.ravel(margin)[i]) if margin.ndim == 1 else float(margin[i, -1])
+            return sign * values[:, 0], sign * float(base[0]), sign * m
+        return values[:, est], float(base[est]), float(margin[i, est])
 
     def _estimator_index(self, k: int) -> int:
         """Position of spec class k in the estimator's own class order."""
@@ -248,7 +377,7 @@ class ShapExplainer(Explainer):
 
     # -- kernel and permutation: model-agnostic on coded raw features, seeded per row ------------------
     def _agnostic(
-        self, rows: pd.DataFrame, seeds: list[int], targets: list[Target], meter: CallMeter, algorithm: str
+        self, rows: pd.DataFrame, seeds: list[int], targets: list[Target], meter: BatchMeter, plan: Plan
     ) -> list[ExplanationResult]:
         coder = FeatureCoder(self.predictor.spec)
         n_background = int(self.params.get("background_size", 50))
@@ -257,50 +386,74 @@ class ShapExplainer(Explainer):
             pick = np.random.default_rng(0).choice(len(background), n_background, replace=False)
             background = background[np.sort(pick)]
         spec = self.predictor.spec
-
-        model = coder.scorer(self.predictor, meter)
-
         coded = coder.encode(rows)
         proba = self.predictor.predict_scores(rows)
-        if algorithm == "kernel":
-            computed = self._kernel(model, background, coded, proba, seeds)
+        if plan.algorithm == "kernel":
+            computed = self._kernel(coder, meter, background, coded, proba, seeds)
         else:
-            computed = [self._permutation(model, background, coded[i : i + 1], seed) for i, seed in enumerate(seeds)]
+            computed = []
+            for i, seed in enumerate(seeds):
+                meter.row(i).start()
+                model = coder.scorer(self.predictor, meter.row(i))
+                computed.append(self._permutation(model, background, coded[i : i + 1], seed))
         results = []
-        for i, (target, seed, (values, base, backend, params, compute_ms)) in enumerate(
+        for i, (target, seed, (values, base, backend, params, compute_ms, note)) in enumerate(
             zip(targets, seeds, computed, strict=True)
         ):
             phi_all = values.reshape(coded.shape[1], -1)
             if spec.is_classifier:
                 k = target.class_index if target.class_index is not None else int(np.argmax(proba[i]))
-                phi = phi_all[:, k]
-                b = float(np.atleast_1d(base)[k])
-                f = float(proba[i, k])
-                space = "probability"
+                phi, b, f = phi_all[:, k], float(np.atleast_1d(base)[k]), float(proba[i, k])
             else:
-                phi = phi_all[:, 0]
-                b = float(np.atleast_1d(base)[0])
-                f = float(proba[i])
-                space = "raw"
-            results.append(self._result(phi, b, f, space, backend, params, seed, target, compute_ms, meter))
+                phi, b, f = phi_all[:, 0], float(np.atleast_1d(base)[0]), float(proba[i])
+            if plan.fallback:
+                params = {**params, "requested_algorithm": plan.requested, "fallback_reason": plan.fallback}
+            results.append(
+                self._result(phi, b, f, plan, backend, params, seed, target, compute_ms, meter.row(i), note=note)
+            )
         return results
 
     def _kernel(
-        self, model: Any, background: np.ndarray, coded: np.ndarray, proba: np.ndarray, seeds: list[int]
-    ) -> list[tuple[np.ndarray, np.ndarray, str, dict[str, Any], float]]:
-        """KernelSHAP with the model evaluated for many rows at once (explain/kernel_batch.py)."""
+        self,
+        coder: FeatureCoder,
+        meter: BatchMeter,
+        background: np.ndarray,
+        coded: np.ndarray,
+        proba: np.ndarray,
+        seeds: list[int],
+    ) -> list[tuple[np.ndarray, np.ndarray, str, dict[str, Any], float, str]]:
+        """KernelSHAP with the model evaluated for many rows at once (explain/kernel_batch.py). No feature
+        selection unless ``l1_reg`` asks for one: shap's default keeps 10 features and zeroes the rest."""
         from explain.kernel_batch import kernel_shap
 
         nsamples = self.params.get("nsamples", "auto")
+        l1_reg = self.params.get("l1_reg", False)
         started = time.perf_counter()
-        rows = kernel_shap(model, background, coded, proba, seeds=seeds, nsamples=nsamples)
+
+        def score(z: np.ndarray) -> np.ndarray:
+            return np.asarray(self.predictor.predict_scores(coder.decode(z)), dtype=float)
+
+        def charge(row: int | None, n: int) -> None:
+            (meter if row is None else meter.row(row)).charge(n)
+
+        rows = kernel_shap(
+            score, background, coded, proba, seeds=seeds, nsamples=nsamples, l1_reg=l1_reg, charge=charge
+        )
         compute_ms = (time.perf_counter() - started) * 1000 / max(1, len(rows))
-        params = {"algorithm": "kernel", "nsamples": nsamples, "background_size": len(background)}
-        return [(r.phi, r.expected_value, "shap.KernelExplainer", params, compute_ms) for r in rows]
+        params = {
+            "algorithm": "kernel",
+            "nsamples": nsamples,
+            "l1_reg": l1_reg,
+            "background_size": len(background),
+        }
+        note = "KernelSHAP estimate from sampled coalitions (no error bound)"
+        if l1_reg not in (False, 0, None):
+            note += f"; feature selection l1_reg={l1_reg!r} as requested: unselected features are reported as 0"
+        return [(r.phi, r.expected_value, "shap.KernelExplainer", params, compute_ms, note) for r in rows]
 
     def _permutation(
         self, model: Any, background: np.ndarray, row: np.ndarray, seed: int
-    ) -> tuple[np.ndarray, np.ndarray, str, dict[str, Any], float]:
+    ) -> tuple[np.ndarray, np.ndarray, str, dict[str, Any], float, str]:
         import shap
 
         started = time.perf_counter()
@@ -312,20 +465,23 @@ class ShapExplainer(Explainer):
         base = np.asarray(explanation.base_values, dtype=float)[0]
         params = {"algorithm": "permutation", "max_evals": max_evals, "background_size": len(background)}
         compute_ms = (time.perf_counter() - started) * 1000
-        return values[0], base, "shap.PermutationExplainer", params, compute_ms
+        note = "PermutationSHAP estimate from sampled feature orderings (no error bound)"
+        return values[0], base, "shap.PermutationExplainer", params, compute_ms, note
 
     def _result(
         self,
         raw: np.ndarray,
         base: float,
         output: float,
-        space: str,
+        plan: Plan,
         backend: str,
         params: dict[str, Any],
         seed: int | None,
         target: Target,
         compute_ms: float,
         meter: CallMeter,
+        *,
+        note: str | None = None,
     ) -> ExplanationResult:
         spec = self.predictor.spec
         values = {name: float(v) for name, v in zip(spec.feature_names, raw, strict=True)}
@@ -335,11 +491,21 @@ class ShapExplainer(Explainer):
             if target.class_index is not None
             else ("value" if not spec.is_classifier else "predicted")
         )
+        exact = plan.algorithm in ("tree", "linear")
+        if not exact and plan.fallback:
+            note = f"{note}; exact SHAP was not possible: {plan.fallback}"
         return ExplanationResult(
             method=self.method,
             backend=backend,
             target=label,
-            body=Attributions(values=values, base_value=base, output_value=output, output_space=space),
+            body=Attributions(
+                values=values,
+                base_value=base,
+                output_value=output,
+                output_space=plan.space,
+                exact=exact,
+                approximation=None if exact else note,
+            ),
             parameters={**params, "background_sha256": self.background.sha256},
             seed=seed,
             library_versions=library_versions("shap"),
@@ -347,9 +513,3 @@ class ShapExplainer(Explainer):
             compute_ms=compute_ms,
             model_calls=meter.rows,
         )
-
-
-def _dense(matrix: Any) -> np.ndarray:
-    if hasattr(matrix, "toarray"):
-        matrix = matrix.toarray()
-    return np.asarray(matrix, dtype=float)

@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, and_, bindparam, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, Table, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from storage.bulk import insert_rows
 from storage.records import DecisionRecord, ExplanationRecord, JobRecord, ModelVersionRecord, NewJob
@@ -85,8 +85,12 @@ class DecisionRepository:
         cursor: int | None = None,
         limit: int = 100,
         decision_ids: Sequence[str] | None = None,
+        agreement: bool | None = None,
     ) -> tuple[list[DecisionRecord], int | None]:
-        """Keyset pagination on the storage sequence: stable under concurrent inserts."""
+        """Keyset pagination on the storage sequence: stable under concurrent inserts.
+
+        ``agreement`` keeps decisions whose newest explanation says its methods agree (True) or disagree
+        (False); that entry's ``agreement`` is the verdict over every method recorded until then."""
         query = select(DecisionRow, OutcomeRow.body).outerjoin(
             OutcomeRow, OutcomeRow.decision_id == DecisionRow.decision_id
         )
@@ -102,6 +106,8 @@ class DecisionRepository:
             query = query.where(DecisionRow.occurred_at >= since)
         if until is not None:
             query = query.where(DecisionRow.occurred_at < until)
+        if agreement is not None:
+            query = query.where(_agreement_is(agreement))
         if cursor is not None:
             query = query.where(DecisionRow.seq > cursor)
         rows = self.session.execute(query.order_by(DecisionRow.seq).limit(limit + 1)).all()
@@ -111,6 +117,23 @@ class DecisionRepository:
 
     def count(self) -> int:
         return int(self.session.execute(select(func.count()).select_from(DecisionRow)).scalar_one())
+
+
+def _agreement_is(value: bool) -> Any:
+    newer = aliased(ExplanationRow)
+    newest = (
+        select(func.max(newer.ledger_index))
+        .where(newer.decision_id == ExplanationRow.decision_id, newer.status == "succeeded")
+        .scalar_subquery()
+    )
+    verdict = ExplanationRow.body["agreement"]["agrees"].as_boolean()
+    return exists(
+        select(ExplanationRow.id).where(
+            ExplanationRow.decision_id == DecisionRow.decision_id,
+            ExplanationRow.ledger_index == newest,
+            verdict == value,
+        )
+    )
 
 
 class JobRepository:

@@ -11,6 +11,8 @@ from api.container import Services
 from api.review.chart import Chart, attribution_chart
 from api.services.integrity import EntryCheck, IntegrityReport, check_decision
 from api.services.reading import DecisionView, LedgerPlace, read_decision
+from explain.agreement import Agreement, agreement
+from explain.describe import anchor_note, attribution_note
 from explain.errors import ExplainError
 from explain.results import AnchorRule, Attributions, Counterfactuals, ExplanationResult
 from explain.schema import ModelSpec
@@ -35,6 +37,8 @@ class Attribution:
     base_value: float
     output_value: float
     chart: Chart
+    note: str  # units, and exact or approximation (why)
+    exact: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,8 @@ class Anchor:
     rule: str
     precision: float
     coverage: float
+    note: str  # re-measured precision and whether the rule holds
+    holds: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,7 @@ class Dossier:
     statuses: tuple[MethodStatus, ...]
     integrity: IntegrityReport
     outcome_ledger: LedgerPlace | None = None
+    agreement: Agreement | None = None  # None: fewer than two methods to compare
 
 
 def show(value: Any) -> str:
@@ -114,6 +121,7 @@ def build_dossier(services: Services, decision_id: str, *, view: DecisionView | 
         statuses=_statuses(view),
         integrity=with_row_checks(check_decision(services, view), view),
         outcome_ledger=view.outcome_ledger,
+        agreement=_agreement(latest),
     )
 
 
@@ -160,15 +168,29 @@ def _attribution(latest: dict[str, ExplanationResult], label: Labeller) -> Attri
                 base_value=body.base_value,
                 output_value=body.output_value,
                 chart=attribution_chart(body.values, label=label),
+                note=attribution_note(body.to_dict()),
+                exact=body.exact,
             )
     return None
+
+
+def _agreement(latest: dict[str, ExplanationResult]) -> Agreement | None:
+    found = agreement(latest)
+    return found if found.agrees is not None else None
 
 
 def _anchor(latest: dict[str, ExplanationResult]) -> Anchor | None:
     result = latest.get("anchors")
     if result is None or not isinstance(result.body, AnchorRule):
         return None
-    return Anchor(rule=result.body.rule, precision=result.body.precision, coverage=result.body.coverage)
+    body = result.body
+    return Anchor(
+        rule=body.rule,
+        precision=body.checked_precision if body.checked_precision is not None else body.precision,
+        coverage=body.coverage,
+        note=anchor_note(body.to_dict()),
+        holds=body.holds,
+    )
 
 
 def _counterfactual(latest: dict[str, ExplanationResult], label: Labeller) -> Counterfactual | None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import replace
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -138,6 +139,9 @@ def search_decisions(
     until: MomentQuery = None,
     cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="a next_cursor from this API")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    agreement: Annotated[
+        Literal["agree", "disagree"] | None, Query(description="whether the decision's explanations agree")
+    ] = None,
 ) -> DecisionPage:
     """Filtered search with keyset pagination: pass ``next_cursor`` back as ``cursor``."""
     query = searching.DecisionQuery(
@@ -149,6 +153,8 @@ def search_decisions(
         cursor=cursor,
         limit=limit,
     )
+    if agreement is not None:
+        query = replace(query, agreement=agreement == "agree")
     items, next_cursor = access_reads.search_decisions(services, principal, query)
     return DecisionPage(items=[decision_summary(r) for r in items], next_cursor=next_cursor)
 

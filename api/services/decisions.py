@@ -23,7 +23,7 @@ from audit.entry import EntryDraft, format_timestamp, parse_timestamp
 from audit.payloads import DecisionRecorded
 from explain.errors import InvalidInputError, UnknownMethodError
 from explain.predictor import frame_from_rows
-from explain.registry import EXPLAINERS
+from explain.registry import EXPLAINERS, check_available, check_request
 from storage.errors import ConflictError
 from storage.records import DecisionRecord, JobRecord, NewJob
 
@@ -128,6 +128,9 @@ def prepare_decision(
     methods = check_methods(
         item.explain if item.explain is not None else loaded.default_methods(), field=f"{where}explain"
     )
+    if item.explain is not None:  # methods asked for by name must be able to run in this install
+        for method in methods:
+            check_available(method, loaded.params_for(method))
     return PreparedDecision(item, loaded, clean, _body_sha(item), methods, where)
 
 
@@ -318,6 +321,8 @@ def request_explanations(
     new_jobs = _new_jobs(loaded, decision_id, methods, target=target, params_override=params)
     for job in new_jobs:
         check_json_value(job.params, f"params.{job.method}")
+        # an algorithm asked for that cannot apply is refused now (422 saying why), not failed in a worker
+        check_request(job.method, predictor=loaded.predictor, background=loaded.background, params=job.params)
     with services.db.unit_of_work() as uow:
         jobs = uow.jobs.add(new_jobs)
     services.jobs_queued(len(jobs))

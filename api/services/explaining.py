@@ -21,6 +21,7 @@ from api.container import Services
 from api.services.model_cache import LoadedModel
 from audit.entry import parse_timestamp
 from audit.payloads import ExplanationRecorded
+from explain.agreement import agreement
 from explain.base import Budget, Target
 from explain.errors import BudgetExceededError, ExplainError
 from explain.predictor import frame_from_rows
@@ -226,7 +227,8 @@ class JobRunner:
             held = uow.jobs.complete_many(owner=self.owner, explanations=done, now=now)
             fenced += len(done) - len(held)
             pending = [p for p in pending if not p[1].ok or p[0].id in held]
-            drafts = [self._entry(job, outcome, eid).draft() for job, outcome, eid in pending]
+            agreements = _agreements(uow, [(job, outcome) for job, outcome, _ in pending])
+            drafts = [self._entry(job, outcome, eid, agreements.get(job.id)).draft() for job, outcome, eid in pending]
             entries = self.services.ledger.append(uow.ledger, drafts) if drafts else []
             rows = []
             for (job, outcome, explanation_id), draft, entry in zip(pending, drafts, entries, strict=True):
@@ -254,9 +256,13 @@ class JobRunner:
             metrics.job_latency.labels(job.method).observe(max(0.0, (now - job.created_at).total_seconds()))
         return succeeded, failed, fenced
 
-    def _entry(self, job: JobRecord, outcome: JobOutcome, explanation_id: str) -> ExplanationRecorded:
+    def _entry(
+        self, job: JobRecord, outcome: JobOutcome, explanation_id: str, agreement: dict[str, Any] | None = None
+    ) -> ExplanationRecorded:
         ok = outcome.ok and outcome.result is not None
         result = {k: v for k, v in outcome.result.to_dict().items() if k != "method"} if outcome.result else {}
+        if ok and agreement is not None:  # flat beside the explainer's members, as explain/agreement.py reads it
+            result["agreement"] = agreement
         return ExplanationRecorded(
             explanation_id=explanation_id,
             decision_id=job.decision_id,
@@ -277,6 +283,28 @@ class JobRunner:
         until = self.services.clock() + timedelta(seconds=self.services.settings.lease_seconds)
         with self.services.db.unit_of_work() as uow:
             uow.jobs.renew(owner=self.owner, job_ids=list(job_ids), until=until)
+
+
+def _agreements(uow: Any, done: Sequence[tuple[JobRecord, JobOutcome]]) -> dict[str, dict[str, Any]]:
+    """Per succeeded job, how its decision's explanations agree once it is recorded (explain/agreement.py):
+    its result against the latest recorded result of every other method. Stored in the explanation's
+    entry, so the newest explanation of a decision carries the current verdict (search filters on it)."""
+    out: dict[str, dict[str, Any]] = {}
+    for job, outcome in done:
+        if not outcome.ok or outcome.result is None:
+            continue
+        latest: dict[str, ExplanationResult] = {}
+        for record in uow.explanations.for_decision(job.decision_id):  # ledger order: later supersedes
+            if record.status == "succeeded" and record.method != job.method:
+                try:
+                    latest[record.method] = ExplanationResult.from_dict(record.body)
+                except (KeyError, TypeError, ValueError):
+                    continue
+        latest[job.method] = outcome.result
+        verdict = agreement(latest)
+        if verdict.agrees is not None:
+            out[job.id] = verdict.to_dict()
+    return out
 
 
 def _targets(

@@ -27,6 +27,7 @@ class DecisionQuery:
     until: datetime | None = None
     cursor: str | None = None
     limit: int = 100
+    agreement: bool | None = None  # True: explanations agree, False: they disagree (explain/agreement.py)
 
 
 def search_decisions(services: Services, query: DecisionQuery) -> tuple[list[SearchHit], str | None]:
@@ -56,6 +57,7 @@ def search_decisions(services: Services, query: DecisionQuery) -> tuple[list[Sea
             until=query.until,
             cursor=after,
             limit=query.limit,
+            agreement=query.agreement,
         )
         hits = _bind_page(uow, items)
     report_mismatches(services, [m for hit in hits for m in hit.mismatches])

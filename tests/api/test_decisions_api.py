@@ -35,7 +35,8 @@ def test_one_decision_gets_output_ledger_entry_and_a_shap_explanation(client, se
     [explanation] = got["explanations"]
     assert explanation["status"] == "succeeded"
     body = explanation["body"]
-    assert body["backend"] == "shap.TreeExplainer"
+    assert body["backend"] == "rationale.GroupTreeSHAP"  # exact, through the one-hot pipeline
+    assert body["result"]["exact"] is True and body["result"]["output_space"] == "log_odds"
     assert set(body["result"]["values"]) == set(row)  # raw features, not one-hot columns
     assert body["quality"]["additivity_error"] < 1e-6
     assert body["background_sha256"] == registered["background_sha256"]
@@ -198,7 +199,7 @@ def test_kernel_and_permutation_additivity_on_the_demo_pipeline(client, services
     drain(services)
     bodies = [e["body"] for e in client.get("/v1/decisions/d-0").json()["explanations"]]
     by_backend = {b["backend"]: b for b in bodies}
-    assert {"shap.TreeExplainer", "shap.KernelExplainer", "shap.PermutationExplainer"} <= set(by_backend)
+    assert {"rationale.GroupTreeSHAP", "shap.KernelExplainer", "shap.PermutationExplainer"} <= set(by_backend)
     for body in by_backend.values():
         assert body["quality"]["additivity_error"] < 1e-3
         assert not math.isnan(body["result"]["base_value"])
@@ -209,3 +210,58 @@ def test_unknown_routes_and_decisions_are_json_404s(client, registered):
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "not_found"
     assert client.get("/v1/nothing").json()["error"]["code"] == "not_found"
     assert client.get("/v1/jobs/nope").status_code == 404
+
+
+def test_an_explicit_algorithm_that_cannot_apply_is_a_422_saying_why(client, services, registered):
+    client.post("/v1/decisions", json={"decisions": [_decision(0, applicant_rows(1)[0])]})
+    resp = client.post(
+        "/v1/decisions/d-0/explanations", json={"methods": ["shap"], "params": {"shap": {"algorithm": "linear"}}}
+    )
+    assert resp.status_code == 422
+    error = resp.json()["error"]
+    assert error["code"] == "unsupported_model"
+    assert (
+        "linear explainer needs a linear model; the final estimator is GradientBoostingClassifier" in error["message"]
+    )
+    jobs = client.get("/v1/decisions/d-0").json()["jobs"]
+    assert not [j for j in jobs if (j.get("params") or {}).get("algorithm") == "linear"]  # nothing queued
+
+
+def test_agreement_is_stored_with_the_newest_explanation_and_search_filters_on_it(client, services, registered):
+    from explain.agreement import agreement
+    from explain.results import ExplanationResult
+
+    rows = applicant_rows(6)
+    client.post("/v1/decisions", json={"decisions": [_decision(i, r, explain=[]) for i, r in enumerate(rows)]})
+    for i in range(4):  # d-4 and d-5 keep a single method: nothing to compare
+        methods = ["shap", "lime"] if i < 4 else ["shap"]
+        resp = client.post(
+            f"/v1/decisions/d-{i}/explanations",
+            json={"methods": methods, "params": {"lime": {"num_samples": 20 + 40 * i}}},
+        )
+        assert resp.status_code == 202, resp.text
+    client.post("/v1/decisions/d-4/explanations", json={"methods": ["shap"]})
+    drain(services)
+    expected: dict[str, bool] = {}
+    for i in range(6):
+        explanations = sorted(
+            client.get(f"/v1/decisions/d-{i}").json()["explanations"], key=lambda e: e["ledger"]["index"]
+        )
+        latest = {e["method"]: ExplanationResult.from_dict(e["body"]) for e in explanations}
+        newest = explanations[-1]["body"] if explanations else {}
+        if len(latest) < 2:
+            assert "agreement" not in newest
+            continue
+        verdict = agreement(latest)
+        assert newest["agreement"] == json.loads(json.dumps(verdict.to_dict()))
+        expected[f"d-{i}"] = bool(verdict.agrees)
+    assert len(expected) == 4
+
+    def found(value: str) -> set[str]:
+        resp = client.get("/v1/decisions", params={"agreement": value, "limit": 100})
+        assert resp.status_code == 200, resp.text
+        return {d["decision_id"] for d in resp.json()["items"]}
+
+    assert found("agree") == {d for d, agrees in expected.items() if agrees}
+    assert found("disagree") == {d for d, agrees in expected.items() if not agrees}
+    assert client.get("/v1/decisions", params={"agreement": "maybe"}).status_code == 422

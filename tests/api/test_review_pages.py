@@ -25,7 +25,7 @@ from api.container import Services, build_services
 from api.schemas import DecisionCreate, ManifestIn, OutcomeCreate
 from api.services.access import ROLES
 from api.services.checkpoints import publish_now
-from api.services.decisions import record_decisions
+from api.services.decisions import record_decisions, request_explanations
 from api.services.models import register_model
 from api.services.outcomes import record_outcome
 from api.settings import Settings
@@ -116,6 +116,10 @@ def site(tmp_path_factory: pytest.TempPathFactory, credit_artifact: bytes) -> It
                 "explain": [],
             },
         ],
+    )
+    # a decision explained by SHAP and a deliberately rough LIME (few samples): methods to compare
+    request_explanations(
+        services, decision_id="app-2", methods=["shap", "lime"], params={"lime": {"num_samples": 30}}, target=None
     )
     drain(services)
     record_outcome(services, decision_id="app-3", body=OutcomeCreate(label="approved"))
@@ -484,3 +488,47 @@ def test_the_access_log_page_shows_who_read_a_persons_records_and_why(browser: A
     assert first.nth(3).inner_text() == "dossier.read: app-3"
     assert first.nth(4).inner_text() == "complaint about applicant 8"
     admin.context.close()
+
+
+@pytest.mark.parametrize("decision_id", [RICH, "app-2"])
+def test_agreement_of_the_methods_is_shown_as_computed_from_the_ledger(page: Any, site: Site, decision_id: str) -> None:
+    from explain.agreement import agreement
+    from explain.results import ExplanationResult
+
+    api = page.request.get(
+        f"/v1/decisions/{decision_id}", headers={"Authorization": f"Bearer {site.keys['admin']}"}
+    ).json()
+    latest = {}
+    for e in sorted(api["explanations"], key=lambda e: e["ledger"]["index"]):
+        if e["status"] == "succeeded":
+            latest[e["method"]] = ExplanationResult.from_dict(e["body"])
+    expected = agreement(latest)
+    assert expected.agrees is not None
+    page.goto(f"/review/decisions/{decision_id}")
+    section = page.locator("#agreement")
+    assert section.get_attribute("data-agrees") == str(expected.agrees).lower()
+    verdict = page.inner_text("#agreement-verdict")
+    assert verdict == ("they agree" if expected.agrees else "they disagree")
+    if expected.agrees:
+        assert page.locator("#agreement-warning").count() == 0
+    else:
+        warning = page.inner_text("#agreement-warning")
+        assert all(reason in warning for reason in expected.disagreements)
+    if expected.shap_lime_rank_correlation is not None:
+        assert float(page.inner_text("#agreement-rank")) == pytest.approx(
+            expected.shap_lime_rank_correlation, abs=0.005
+        )
+    if expected.anchor_features_in_top is not None:
+        assert page.inner_text("#agreement-anchor") == f"{expected.anchor_features_in_top:.0%}"
+    if expected.counterfactual_features_in_top is not None:
+        assert page.inner_text("#agreement-counterfactual") == f"{expected.counterfactual_features_in_top:.0%}"
+    note = page.locator("#attribution-note")
+    assert note.get_attribute("data-exact") in ("true", "false")
+    assert "units" in note.inner_text()
+
+
+def test_anchor_shows_its_rechecked_precision(page: Any) -> None:
+    page.goto(f"/review/decisions/{RICH}")
+    note = page.locator("#anchor-note")
+    assert note.get_attribute("data-holds") in ("true", "false")
+    assert "Re-measured precision" in note.inner_text() and "independent samples" in note.inner_text()
