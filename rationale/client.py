@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,7 +53,8 @@ class Client:
 
     Args:
         url: the server's base URL, e.g. ``http://127.0.0.1:8000``.
-        api_key: sent as ``Authorization: Bearer <key>``.
+        api_key: sent as ``Authorization: Bearer <key>``; default the ``RATIONALE_API_KEY`` environment variable,
+            so a notebook need not hold the secret in its text.
         purpose: why you are reading (recorded with access entries), sent as ``X-Rationale-Purpose``.
         timeout: seconds per HTTP request.
         retries: how many times a 503 (or an unreachable server) is retried before UnavailableError.
@@ -73,6 +75,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {"User-Agent": "rationale-client/0.1", "Accept": "application/json"}
+        api_key = api_key if api_key is not None else os.environ.get("RATIONALE_API_KEY")
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         if purpose:

@@ -38,6 +38,19 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = Path(__file__).resolve().parents[2]
     cli = [sys.executable, "-m", "api.cli"]
     subprocess.run([*cli, "db", "upgrade"], env=env, cwd=root, check=True, capture_output=True, timeout=120)
+    created = subprocess.run(
+        [*cli, "access", "create", "--owner", "notebook", "--role", "data_scientist"],
+        env=env,
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("rk_"), created.stdout
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("RATIONALE_API_KEY", key)  # the client's default key (the walk-through names none)
     port = free_port()
     log = open(data.parent / "serve.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
@@ -69,3 +82,4 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(10)
         log.close()
+        monkeypatch.undo()
