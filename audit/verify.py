@@ -337,7 +337,19 @@ class _Walk:
 
     def _check_keys(self) -> None:
         self.table = "signing_keys"
-        for position, key in enumerate(self.store.keys()):
+        keys = self.store.keys()
+        stored = {key.key_id for key in keys}
+        self.table = "ledger_checkpoints"
+        for checkpoint in self.store.iter_checkpoints():  # a deleted key row is destroyed data: name it
+            if checkpoint.key_id not in stored:
+                raise _fail(
+                    "key",
+                    checkpoint.tree_size,
+                    f"signing_keys: key {checkpoint.key_id!r}, which signed checkpoint {checkpoint.tree_size}, "
+                    "is missing from the keys table (a row was deleted)",
+                )
+        self.table = "signing_keys"
+        for position, key in enumerate(keys):
             if len(key.public_key) != 32:
                 raise _fail("key", position, f"signing_keys {position}: key {key.key_id!r} is not 32 bytes")
             vkey = VerifierKey.of(key)

@@ -270,7 +270,7 @@ def test_signing_key_tampering_is_detected(populated: Populated, table: str, dat
             conn.execute(text("UPDATE signing_keys SET public_key = :p WHERE key_id = :k"), {"p": public, "k": key_id})
 
     with populated.attack(tamper) as result:
-        assert_detected(result, "checkpoint")  # the checkpoints it signed no longer verify
+        assert_detected(result, "checkpoint", "signing_keys")  # the key is not anchored, or what it signed fails
     count(populated, table)
 
 

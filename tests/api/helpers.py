@@ -60,3 +60,24 @@ def issue_key(services: Any, role: str = "admin", owner: str = "tests") -> str:
 def auth_headers(services: Any, role: str = "admin", purpose: str = "automated test") -> dict[str, str]:
     """Request headers carrying a fresh key of ``role`` and a stated purpose."""
     return {"Authorization": f"Bearer {issue_key(services, role)}", "X-Rationale-Purpose": purpose}
+
+
+def sign_in_pages(client: Any, services: Any, role: str = "admin", purpose: str = "automated test") -> None:
+    """Sign a TestClient in to the reviewer pages (session cookie), as a reviewer would with the form."""
+    import re
+
+    key = issue_key(services, role)
+    form = client.get("/review/sign-in")
+    token = re.search(r'name="csrf" value="([0-9a-f]{32})"', form.text)
+    assert token is not None, form.text[:300]
+    response = client.post("/review/sign-in", data={"key": key, "purpose": purpose, "csrf": token.group(1)})
+    assert response.status_code in (200, 303), response.text[:300]
+
+
+def sign_in_tab(tab: Any, services: Any, role: str = "admin", purpose: str = "browser test") -> None:
+    """Sign a Playwright tab in to the reviewer pages through the sign-in form."""
+    tab.goto("/review/sign-in")
+    tab.fill("#key", issue_key(services, role))
+    tab.fill("#purpose", purpose)
+    with tab.expect_navigation():
+        tab.click("#sign-in")

@@ -32,7 +32,7 @@ from api.workers.local_pool import drain
 from audit.note import verifier_key
 from storage.db import Database
 from tests.api.bundle_forger import Forge, patch_declared_size, set_flag, symlink_member
-from tests.api.helpers import applicant_rows, credit_manifest
+from tests.api.helpers import applicant_rows, auth_headers, credit_manifest
 
 TRUSTED_VERIFY = Path(__file__).resolve().parents[2] / "audit" / "bundle" / "assets" / "verify.py"
 BARE = [sys.executable, "-I", "-S"]
@@ -62,6 +62,7 @@ def genuine(tmp_path_factory: pytest.TempPathFactory, credit_artifact: bytes) ->
     services = build_services(settings)
     app = create_app(services=services, start_workers=False, publish_checkpoints=False)
     with TestClient(app, raise_server_exceptions=False) as client:
+        client.headers.update(auth_headers(services))  # access control is on: an admin key
         resp = client.post(
             "/v1/models",
             data={"manifest": json.dumps(credit_manifest())},

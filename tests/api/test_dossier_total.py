@@ -11,7 +11,7 @@ from api.services.verification import verify_whole_ledger
 from api.workers.local_pool import drain
 from audit.note import verifier_key
 from tests.api.attacks import behind_the_back
-from tests.api.helpers import applicant_rows
+from tests.api.helpers import applicant_rows, sign_in_pages
 
 
 @pytest.fixture
@@ -21,6 +21,7 @@ def recorded(client, services, registered):
     assert client.post("/v1/decisions", json={"decisions": decisions}).status_code == 201
     drain(services)
     publish_now(services)
+    sign_in_pages(client, services)
     page = client.get("/review/decisions/d-0")
     assert page.status_code == 200 and "status-verified" in page.text
     key = services.keyring.active()

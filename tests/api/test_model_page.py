@@ -23,7 +23,7 @@ from api.services.decisions import record_decisions
 from api.settings import Settings
 from storage.db import Database
 from tests.api.analytics_data import START, build_scenario
-from tests.api.helpers import applicant_rows
+from tests.api.helpers import applicant_rows, sign_in_tab
 from tests.api.test_review_pages import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.heavy]
@@ -99,6 +99,7 @@ def page(browser: Any, site: Site) -> Iterator[Any]:
     tab = context.new_page()
     dialogs: list[str] = []
     tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    sign_in_tab(tab, site.services, role="data_scientist")
     yield tab
     assert dialogs == []  # no injected script ran
     context.close()

@@ -24,7 +24,7 @@ from audit.errors import LogSplitError
 from audit.note import key_id, verifier_key
 from audit.trust import KeyRotation, VerifierKey, rotation_message
 from tests.api.attacks import behind_the_back, rewrite_history
-from tests.api.helpers import applicant_rows
+from tests.api.helpers import applicant_rows, sign_in_pages
 
 
 @pytest.fixture
@@ -63,6 +63,7 @@ def test_the_dossier_fails_the_rewrite_and_names_the_forged_key(ledger, client):
     behind_the_back(
         ledger, lambda conn: rewrite_history(conn, index=1, edit=flip_label, origin=origin, signer=stranger)
     )
+    sign_in_pages(client, ledger)
     page = client.get("/review/decisions/t-0")
     assert page.status_code == 200
     assert "status-failed" in page.text
@@ -95,6 +96,7 @@ def test_rotation_is_a_ledger_entry_and_a_pinned_first_key_reaches_the_next(ledg
     assert verify_whole_ledger(ledger, quiet=True, anchors=[stranger]) == 1
     assert f"signed by {first}: not a trust anchor" in capsys.readouterr().err
     # the dossier follows the rotation too
+    sign_in_pages(client, ledger)
     page = client.get("/review/decisions/after-0")
     assert page.status_code == 200 and "status-verified" in page.text and result.next.text in page.text
 
