@@ -38,6 +38,8 @@ DESCRIPTIONS = {
     "404": "No such resource",
     "409": "Conflicts with what is recorded (same id, other content)",
     "413": "The body is larger than this route's limit (RATIONALE_MAX_BODY_BYTES / RATIONALE_MAX_UPLOAD_BYTES)",
+    "401": "No API key, or a malformed, unknown, expired or revoked one (Authorization: Bearer rk_...)",
+    "403": "The key's role may not do this (or a regulator asks for an export not shared with it)",
     "422": "Invalid input; details.field names the path at fault",
     "503": "The database is unavailable; retry after Retry-After seconds",
 }
@@ -49,6 +51,8 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> list[str]:
         statuses.append("404")
     if method in ("post", "put", "patch"):
         statuses += ["409", "413"]
+    if operation.get("security"):  # routes behind Allow(...) (api/deps.py)
+        statuses += ["401", "403"]
     return statuses
 
 

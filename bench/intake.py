@@ -137,22 +137,48 @@ def _wait_healthy(port: int, path: str, proc: subprocess.Popen[bytes]) -> None:
     raise TimeoutError("server did not start")
 
 
-def _register(port: int, artifact: bytes, manifest: dict[str, Any]) -> None:
+SERVED: dict[int, tuple[str, Path]] = {}  # port -> (database URL, data dir) of a `rationale serve` target
+
+
+def _ingest_key(url: str, data_dir: Path) -> str:
+    """An ingest-capable API key minted in the served database (access control is on, as in production)."""
+    from api.container import build_services
+    from api.services.access import create_key, local_principal
+    from api.settings import Settings
+
+    services = build_services(Settings(data_dir=data_dir, database_url=url, workers=0))
+    try:
+        return create_key(services, owner="bench", role="data_scientist", by=local_principal()).secret
+    finally:
+        services.close()
+
+
+def _register(port: int, artifact: bytes, manifest: dict[str, Any], headers: dict[str, str]) -> None:
     import httpx
 
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120, headers=headers) as client:
         resp = client.post(
             "/v1/models", data={"manifest": json.dumps(manifest)}, files={"artifact": ("m.skops", artifact)}
         )
         assert resp.status_code == 201, resp.text
 
 
-def drive(port: int, rows: list[dict[str, float]], *, clients: int, seconds: float, tag: str) -> dict[str, float]:
+def drive(
+    port: int,
+    rows: list[dict[str, float]],
+    *,
+    clients: int,
+    seconds: float,
+    tag: str,
+    headers: dict[str, str] | None = None,
+) -> dict[str, float]:
     """``clients`` threads, each POSTing one decision at a time over its own keep-alive connection."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
     start_gate = threading.Barrier(clients + 1)
     stop_at = [0.0]
+
+    sent = headers or {}
 
     def client(c: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -171,7 +197,7 @@ def drive(port: int, rows: list[dict[str, float]], *, clients: int, seconds: flo
             began = time.perf_counter()
             if began >= stop_at[0]:
                 break
-            conn.request("POST", "/v1/decisions", body=body, headers={"Content-Type": "application/json"})
+            conn.request("POST", "/v1/decisions", body=body, headers={"Content-Type": "application/json", **sent})
             resp = conn.getresponse()
             answer = resp.read()
             if resp.status != 201:
@@ -243,6 +269,7 @@ def run(seconds: float, client_counts: list[int]) -> list[tuple[str, int, dict[s
                 "RATIONALE_DATA_DIR": str(tmp / f"data-{database}"),
                 "RATIONALE_WORKERS": "0",
             }
+            SERVED[port] = (url, tmp / f"data-{database}")
             return _start([sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)], env)
 
         targets.append((f"rationale serve, {'SQLite' if database == 'sqlite' else 'PostgreSQL'}", serve, drop))
@@ -252,11 +279,14 @@ def run(seconds: float, client_counts: list[int]) -> list[tuple[str, int, dict[s
         proc = starter(port)
         try:
             _wait_healthy(port, "/healthz" if "serve" in label else "/docs", proc)
+            headers: dict[str, str] = {}
             if "serve" in label:
-                _register(port, artifact, manifest)
-            drive(port, rows, clients=4, seconds=min(1.0, seconds), tag="warm")  # model loaded, pools warm
+                headers = {"Authorization": f"Bearer {_ingest_key(*SERVED[port])}"}
+                _register(port, artifact, manifest, headers)
+            drive(port, rows, clients=4, seconds=min(1.0, seconds), tag="warm", headers=headers)  # pools warm
             for clients in client_counts:
-                results.append((label, clients, drive(port, rows, clients=clients, seconds=seconds, tag=f"c{clients}")))
+                figures = drive(port, rows, clients=clients, seconds=seconds, tag=f"c{clients}", headers=headers)
+                results.append((label, clients, figures))
         finally:
             _stop(proc)
             drop()

@@ -7,9 +7,7 @@ import pytest
 
 @pytest.fixture
 def fuzz_headers() -> dict[str, str]:
-    """Headers sent with every fuzzed and seeding request. Empty while the API has no identities.
-
-    MERGE(access): return an admin API key here (e.g. {"Authorization": "Bearer <key made for the test>"}),
-    so the fuzzers reach every route instead of stopping at 401.
-    """
+    """Headers sent with every fuzzed and seeding request: the fixture that builds the services fills in an
+    admin key of that database (``tests.api.helpers.auth_headers``), so the fuzzers reach every route instead
+    of stopping at 401."""
     return {}

@@ -28,7 +28,7 @@ from api.app import create_app
 from api.container import Services, build_services
 from api.settings import Settings
 from tests.api.fuzz_support import fuzz_headers
-from tests.api.helpers import applicant_rows, credit_manifest
+from tests.api.helpers import applicant_rows, auth_headers, credit_manifest
 
 __all__ = ["fuzz_headers"]  # the fixture, imported so pytest finds it here
 
@@ -62,6 +62,7 @@ def fuzz_services(
         max_body_bytes=256 * 1024,
     )
     services = build_services(settings)
+    fuzz_headers.update(auth_headers(services))
     app = create_app(services=services, start_workers=False, publish_checkpoints=False)
     from fastapi.testclient import TestClient
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from api.app import create_app
 from api.container import build_services
 from tests.api.fuzz_support import fuzz_headers
-from tests.api.helpers import applicant_rows, credit_manifest, ledger_size
+from tests.api.helpers import applicant_rows, auth_headers, credit_manifest, ledger_size
 
 __all__ = ["fuzz_headers"]  # the fixture, imported so pytest finds it here
 
@@ -153,6 +153,7 @@ def _expect_refused(resp: Any) -> None:
 def small_limit_client(settings: Any, credit_artifact: bytes, fuzz_headers: dict[str, str]) -> Any:
     limited = settings.model_copy(update={"max_body_bytes": BODY_LIMIT})
     services = build_services(limited)
+    fuzz_headers.update(auth_headers(services))
     app = create_app(services=services, start_workers=False, publish_checkpoints=False)
     with TestClient(app, raise_server_exceptions=False, headers=fuzz_headers) as client:
         resp = client.post(

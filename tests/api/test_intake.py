@@ -26,7 +26,7 @@ from api.container import Services
 from api.services.intake import Intake
 from api.services.verification import verify_whole_ledger
 from api.settings import Settings
-from tests.api.helpers import applicant_rows, credit_manifest
+from tests.api.helpers import applicant_rows, auth_headers, credit_manifest
 
 
 def _decision(decision_id: str, row: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -46,7 +46,9 @@ async def _as_one_group(services: Services, bodies: list[dict[str, Any]]) -> tup
         app.state.intake.stop()
         held = app.state.intake = Intake(services)  # not started: requests queue up behind it
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://intake.test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://intake.test", headers=auth_headers(services)
+        ) as client:
             tasks = [asyncio.ensure_future(client.post("/v1/decisions", json=b)) for b in bodies]
             while held.pending() < len(bodies):
                 done = [t for t in tasks if t.done()]
@@ -63,6 +65,7 @@ def _register(services: Services, credit_artifact: bytes) -> None:
 
     app = create_app(services=services, start_workers=False, publish_checkpoints=False)
     with TestClient(app) as client:
+        client.headers.update(auth_headers(services))
         resp = client.post(
             "/v1/models",
             data={"manifest": json.dumps(credit_manifest())},
@@ -146,7 +149,9 @@ def test_many_concurrent_clients_are_recorded_in_fewer_transactions(services, cr
         app = create_app(services=services, start_workers=False, publish_checkpoints=False)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://intake.test") as client:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://intake.test", headers=auth_headers(services)
+            ) as client:
 
                 async def one_client(c: int) -> list[int]:
                     indexes = []
@@ -192,11 +197,12 @@ def test_a_killed_server_loses_no_acknowledged_decision(services, settings: Sett
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
+    headers = auth_headers(services)  # a key in the database the served process reads
     acknowledged: list[str] = []
     lock = threading.Lock()
     rows = applicant_rows(50)
     try:
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with httpx.Client(base_url=base, timeout=30, headers=headers) as client:
             for _ in range(600):
                 try:
                     if client.get("/healthz").status_code == 200:
@@ -214,7 +220,7 @@ def test_a_killed_server_loses_no_acknowledged_decision(services, settings: Sett
             assert resp.status_code == 201, resp.text
 
         def load(c: int) -> None:
-            with httpx.Client(base_url=base, timeout=30) as client:
+            with httpx.Client(base_url=base, timeout=30, headers=headers) as client:
                 for k in range(100_000):
                     decision_id = f"k{c}-{k}"
                     try:

@@ -34,7 +34,7 @@ from audit.merkle import consistency_path, leaf_hash, root_from_leaves
 from audit.note import checkpoint_text, open_note, sign_note, verifier_key
 from audit.port import StoredCheckpoint
 from audit.witness import format_add_checkpoint, origin_hash
-from tests.api.helpers import applicant_rows, credit_manifest
+from tests.api.helpers import applicant_rows, auth_headers, credit_manifest
 
 ORIGIN = "rationale.test/witnessed"
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +69,7 @@ class Proc:
     port: int
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    headers: dict[str, str] | None = None  # an admin key of the log's database (access control is on)
 
     @property
     def url(self) -> str:
@@ -167,7 +168,13 @@ def start_log(tmp_path: Path, db_url: str, witnesses: list[Proc], vkeys: list[st
         "RATIONALE_GC_FREEZE": "false",
     }
     args = [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", "0"]
-    return Proc(args, env, port, tmp_path / "log.log").start()
+    log = Proc(args, env, port, tmp_path / "log.log").start()
+    services = build_services(log_settings(tmp_path, db_url))
+    try:
+        log.headers = auth_headers(services)
+    finally:
+        services.close()
+    return log
 
 
 def latest_checkpoint(log: Proc) -> dict[str, Any]:
@@ -208,7 +215,7 @@ def post_decisions(log: Proc, prefix: str, n: int) -> None:
     decisions = [
         {"decision_id": f"{prefix}-{i}", "model": "credit@1", "inputs": r, "explain": []} for i, r in enumerate(rows)
     ]
-    resp = httpx.post(f"{log.url}/v1/decisions", json={"decisions": decisions}, timeout=60)
+    resp = httpx.post(f"{log.url}/v1/decisions", json={"decisions": decisions}, headers=log.headers, timeout=60)
     assert resp.status_code == 201, resp.text
 
 
@@ -250,6 +257,7 @@ def test_witnessed_log_as_processes(tmp_path, db_url, log_keyring, witnesses, cr
     try:
         resp = httpx.post(
             f"{log.url}/v1/models",
+            headers=log.headers,
             data={"manifest": json.dumps(credit_manifest())},
             files={"artifact": ("model.skops", credit_artifact)},
             timeout=120,
