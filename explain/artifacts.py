@@ -31,6 +31,7 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
         "lightgbm.basic.Booster",
         "lightgbm.sklearn.LGBMClassifier",
         "lightgbm.sklearn.LGBMRegressor",
+        "numpy.dtype",  # an encoder's ``dtype=np.float64`` parameter: the type itself, nothing is called
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
