@@ -15,7 +15,7 @@ from api.services.analytics.overview import ModelOverview
 
 def render_model_html(overview: ModelOverview, *, now: datetime) -> bytes:
     view = model_view(overview, form={}, report=True, now=now)
-    return environment().get_template("model.html").render(v=view).encode()
+    return environment().get_template("model.html").render(v=view, session=None).encode()
 
 
 def _chart(draw: Any, height: float) -> bytes:

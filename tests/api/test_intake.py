@@ -49,11 +49,13 @@ async def _as_one_group(services: Services, bodies: list[dict[str, Any]]) -> tup
         async with httpx.AsyncClient(
             transport=transport, base_url="http://intake.test", headers=auth_headers(services)
         ) as client:
-            tasks = [asyncio.ensure_future(client.post("/v1/decisions", json=b)) for b in bodies]
-            while held.pending() < len(bodies):
-                done = [t for t in tasks if t.done()]
-                assert not done, [t.result().text for t in done]  # each request reaches the queue
-                await asyncio.sleep(0.001)
+            tasks = []
+            for body in bodies:  # queued in this order (authentication runs in the thread pool, so wait)
+                tasks.append(asyncio.ensure_future(client.post("/v1/decisions", json=body)))
+                while held.pending() < len(tasks):
+                    done = [t for t in tasks if t.done()]
+                    assert not done, [t.result().text for t in done]  # each request reaches the queue
+                    await asyncio.sleep(0.001)
             held.start()
             responses = await asyncio.gather(*tasks)
         held.stop()

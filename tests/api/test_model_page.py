@@ -23,7 +23,7 @@ from api.services.decisions import record_decisions
 from api.settings import Settings
 from storage.db import Database
 from tests.api.analytics_data import START, build_scenario
-from tests.api.helpers import applicant_rows, sign_in_tab
+from tests.api.helpers import applicant_rows, issue_key, sign_in_tab
 from tests.api.test_review_pages import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.heavy]
@@ -95,7 +95,9 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, site: Site) -> Iterator[Any]:
-    context = browser.new_context(base_url=site.base)
+    # the API calls the tests compare the page with carry a key; the pages themselves need a signed-in session
+    key = issue_key(site.services, "data_scientist")
+    context = browser.new_context(base_url=site.base, extra_http_headers={"Authorization": f"Bearer {key}"})
     tab = context.new_page()
     dialogs: list[str] = []
     tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))

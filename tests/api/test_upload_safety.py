@@ -21,7 +21,7 @@ from api.container import build_services
 from explain.artifacts import load_predictor
 from explain.errors import ArtifactError
 from explain.samples import credit_spec
-from tests.api.helpers import applicant_rows, credit_manifest, ledger_size
+from tests.api.helpers import applicant_rows, auth_headers, credit_manifest, ledger_size
 
 
 class _Boom:
@@ -61,12 +61,21 @@ def test_pickle_is_refused_unless_the_operator_allows_it(client, tmp_path, fmt):
     assert ledger_size(client) == 0
 
 
-def test_an_operator_who_allows_pickle_can_register_one(settings, credit_pipeline):
+def test_an_operator_who_allows_pickle_can_register_one(settings, credit_pipeline, tmp_path):
     allowed = settings.model_copy(update={"allow_pickle": True})
     services = build_services(allowed)
     try:
         app = create_app(services=services, start_workers=False, publish_checkpoints=False)
         with TestClient(app, raise_server_exceptions=False) as client:
+            # the setting alone is not enough: a data scientist (who may register models) is refused
+            marker = tmp_path / "pwned"
+            client.headers.update(auth_headers(services, role="data_scientist"))
+            refused = _upload(
+                client, credit_manifest(version="ds", format="pickle"), pickle.dumps(_Boom(marker)), "m.pkl"
+            )
+            assert refused.status_code == 422 and refused.json()["error"]["details"]["field"] == "artifact"
+            assert not marker.exists()
+            client.headers.update(auth_headers(services, role="admin"))
             manifest = credit_manifest(version="pickled", format="pickle")
             resp = _upload(client, manifest, pickle.dumps(credit_pipeline), "m.pkl")
             assert resp.status_code == 201, resp.text
