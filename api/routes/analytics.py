@@ -11,7 +11,6 @@ access entry in the ledger like every other read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
@@ -19,6 +18,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Allow, ServicesDep
+from api.moments import Moment
 from api.schemas import NAME_PATTERN, Strict
 from api.services import access_reads
 from api.services.access import Principal, require_purpose
@@ -34,8 +34,9 @@ router = APIRouter(prefix="/v1/models/{name}", tags=["toolkit"])
 decisions_router = APIRouter(prefix="/v1/decisions", tags=["toolkit"])
 
 Versions = Annotated[list[str] | None, Query(description="model versions (repeat the parameter); all if omitted")]
-Since = Annotated[datetime | None, Query(description="decisions that occurred at or after (with a timezone)")]
-Until = Annotated[datetime | None, Query(description="decisions that occurred before (with a timezone)")]
+# RFC 3339 with an offset or a date, never a Unix timestamp (api/moments.py), as on every other route
+Since = Annotated[Moment | None, Query(description="decisions that occurred at or after (RFC 3339 or a date)")]
+Until = Annotated[Moment | None, Query(description="decisions that occurred before (RFC 3339 or a date)")]
 BucketParam = Literal["day", "week", "month", "all"]
 
 
@@ -45,7 +46,7 @@ class DeploymentCreate(Strict):
     version: str = Field(pattern=NAME_PATTERN)
     action: Literal["deploy", "rollback"] = "deploy"
     reason: str = Field(min_length=1, max_length=2000)
-    effective_at: datetime | None = Field(default=None, description="when it took effect; now if omitted")
+    effective_at: Moment | None = Field(default=None, description="when it took effect; now if omitted")
 
 
 @router.post("/deployments", status_code=status.HTTP_201_CREATED, response_model=DeploymentRecorded)

@@ -8,11 +8,13 @@ Equalised odds needs outcomes and uses the decisions that have one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 
 from api.container import Services
 from api.errors import InvalidRequestError
@@ -98,7 +100,10 @@ def _figures(
     )
     from sklearn.metrics import accuracy_score
 
-    groups = np.array([MISSING if g is None else g for g, *_ in rows], dtype=object)
+    # one label per row, always a 1-D array: a context value may be a JSON array or object (the fuzzer sent
+    # one), which np.array would turn into a second dimension; such values are grouped by their JSON text
+    groups = np.empty(len(rows), dtype=object)
+    groups[:] = [MISSING if g is None else _label(g) for g, *_ in rows]
     y_pred = np.array([p for _, p, _, _ in rows], dtype=int)
     weight = np.array([n for *_, n in rows], dtype=float)
     known = np.array([o is not None for _, _, o, _ in rows], dtype=bool)
@@ -108,15 +113,17 @@ def _figures(
     if not len(rows):
         return Fairness(name, group, source, positive, 0, 0, None, None, None, [])
     weights = {"sample_weight": weight}
+    # a Series, not an array: fairlearn squeezes arrays, so one group row would become 0-dimensional
+    sensitive = pd.Series(groups, dtype=object)
     selection = MetricFrame(
         metrics={"selection_rate": selection_rate},
         y_true=y_pred,  # selection rate looks at predictions only
         y_pred=y_pred,
-        sensitive_features=groups,
+        sensitive_features=sensitive,
         sample_params={"selection_rate": weights},
     )
-    dp_difference = demographic_parity_difference(y_pred, y_pred, sensitive_features=groups, sample_weight=weight)
-    dp_ratio = demographic_parity_ratio(y_pred, y_pred, sensitive_features=groups, sample_weight=weight)
+    dp_difference = demographic_parity_difference(y_pred, y_pred, sensitive_features=sensitive, sample_weight=weight)
+    dp_ratio = demographic_parity_ratio(y_pred, y_pred, sensitive_features=sensitive, sample_weight=weight)
     by_group_outcomes: dict[str, dict[str, float | None]] = {}
     with_outcome = {g: int(weight[known & (groups == g)].sum()) for g in decisions}
     eo: float | None = None
@@ -126,13 +133,15 @@ def _figures(
             metrics={"tpr": true_positive_rate, "fpr": false_positive_rate, "accuracy": accuracy_score},
             y_true=y_true[known],
             y_pred=y_pred[known],
-            sensitive_features=groups[known],
+            sensitive_features=pd.Series(groups[known], dtype=object),
             sample_params={k: {"sample_weight": w} for k in ("tpr", "fpr", "accuracy")},
         )
         for g, row in outcomes.by_group.iterrows():
             by_group_outcomes[str(g)] = {k: finite(row[k]) for k in ("tpr", "fpr", "accuracy")}
         eo = finite(
-            equalized_odds_difference(y_true[known], y_pred[known], sensitive_features=groups[known], sample_weight=w)
+            equalized_odds_difference(
+                y_true[known], y_pred[known], sensitive_features=pd.Series(groups[known], dtype=object), sample_weight=w
+            )
         )
     figures = []
     rates = selection.by_group["selection_rate"]
@@ -162,3 +171,10 @@ def _figures(
         equalized_odds_difference=eo,
         groups=figures,
     )
+
+
+def _label(value: object) -> object:
+    """A group label: scalars as they are, JSON arrays and objects as their canonical JSON text."""
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return value
