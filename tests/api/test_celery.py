@@ -134,7 +134,9 @@ def test_a_burst_of_jobs_wakes_one_worker_per_micro_batch(broker, tmp_path):
     """A request that queues many jobs sends one wake-up per batch, so idle workers share its batches."""
     from api.workers.celery_app import MAX_WAKEUPS, CeleryDispatcher
 
-    settings = Settings(environment="test", data_dir=tmp_path, executor="celery", broker_url=broker, batch_size=8)
+    settings = Settings(  # one batch size for every method: the dispatcher wakes by the smallest one
+        environment="test", data_dir=tmp_path, executor="celery", broker_url=broker, batch_size=8, method_batch_sizes={}
+    )
     dispatcher = CeleryDispatcher(settings, services=None)
     queue = redis.Redis.from_url(broker)
     dispatcher.wake(20)
@@ -143,6 +145,10 @@ def test_a_burst_of_jobs_wakes_one_worker_per_micro_batch(broker, tmp_path):
     assert queue.llen("celery") == 4
     dispatcher.wake(10_000)
     assert queue.llen("celery") == 4 + MAX_WAKEUPS
+    # with the default per-method sizes (anchors and counterfactuals in batches of 2), a burst wakes more workers
+    small = CeleryDispatcher(settings.model_copy(update={"method_batch_sizes": {"anchors": 2}}), services=None)
+    small.wake(20)
+    assert queue.llen("celery") == 4 + MAX_WAKEUPS + 10
 
 
 @pytest.mark.heavy
