@@ -18,7 +18,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,9 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling benches import
+import throughput as _throughput
 
 POSTGRES_ADMIN = os.environ.get("RATIONALE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 FEATURES = ("x0", "x1", "x2", "x3", "x4")
@@ -62,35 +64,9 @@ def model_and_manifest() -> tuple[bytes, dict[str, Any], list[dict[str, float]]]
     return dump_skops(model), manifest, rows
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _database(kind: str, tmp: Path) -> tuple[str, Callable[[], None]]:
-    """A fresh, migrated database and a function that drops it (as in bench/throughput.py)."""
-    from storage.db import Database
-
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp}/intake.db"
-        drop: Callable[[], None] = lambda: None  # noqa: E731 - the temporary directory goes anyway
-    else:
-        import psycopg
-
-        name = f"rationale_bench_intake_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = f"{POSTGRES_ADMIN.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-
-        def drop() -> None:
-            with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    db = Database.from_url(url)
-    db.upgrade()
-    db.dispose()
-    return url, drop
+# a free port, a fresh migrated database, and a key minted in it: the same set-up as bench/throughput.py
+_free_port = _throughput._free_port
+_database = _throughput._database
 
 
 def floor_app(artifact: bytes, manifest: dict[str, Any]) -> FastAPI:
@@ -140,17 +116,7 @@ def _wait_healthy(port: int, path: str, proc: subprocess.Popen[bytes]) -> None:
 SERVED: dict[int, tuple[str, Path]] = {}  # port -> (database URL, data dir) of a `rationale serve` target
 
 
-def _ingest_key(url: str, data_dir: Path) -> str:
-    """An ingest-capable API key minted in the served database (access control is on, as in production)."""
-    from api.container import build_services
-    from api.services.access import create_key, local_principal
-    from api.settings import Settings
-
-    services = build_services(Settings(data_dir=data_dir, database_url=url, workers=0))
-    try:
-        return create_key(services, owner="bench", role="data_scientist", by=local_principal()).secret
-    finally:
-        services.close()
+_ingest_key = _throughput._data_scientist_key
 
 
 def _register(port: int, artifact: bytes, manifest: dict[str, Any], headers: dict[str, str]) -> None:
