@@ -128,7 +128,7 @@ class AnchorExplainer(Explainer):
             def model(z: np.ndarray, own: CallMeter = own) -> np.ndarray:
                 z = np.atleast_2d(z)
                 own.charge(len(z))
-                return np.argmax(self.predictor.predict_scores(coder.decode(z)), axis=1)
+                return np.argmax(coder.scores(self.predictor, z), axis=1)
 
             with GLOBAL_RANDOM:  # alibi samples from numpy's global generator
                 np.random.seed(seed % (2**32))

@@ -35,6 +35,13 @@ class Predictor(Protocol):
         """Class probabilities of shape (n, n_classes) in ``spec.class_labels`` order, or (n,) for regression."""
         ...
 
+    accepts_array: bool  # whether predict_scores_array calls the model without building a DataFrame
+
+    def predict_scores_array(self, matrix: np.ndarray) -> np.ndarray:
+        """predict_scores of raw numeric features in schema order as a float matrix (integers whole,
+        booleans 0/1); for schemas without categorical features."""
+        ...
+
     def predict_labels(self, frame: pd.DataFrame) -> list[str]:
         """Predicted class label per row (regression: the value formatted as a string)."""
         ...

@@ -28,6 +28,17 @@ class FeatureCoder:
                 self.categorical_names[i] = list(f.categories or ())
             elif f.type == "boolean":
                 self.categorical_names[i] = ["false", "true"]
+        # the column layout, computed once: decode runs on every model call of an explainer
+        self._layout = [
+            (f.type, np.asarray(f.categories, dtype=object) if f.type == "category" else None) for f in spec.features
+        ]
+        self._numeric = all(f.type != "category" for f in spec.features)
+        self._rounded = [i for i, f in enumerate(spec.features) if f.type in ("integer", "boolean")]
+        self._booleans = [i for i, f in enumerate(spec.features) if f.type == "boolean"]
+        try:
+            self._strings_inferred = bool(pd.get_option("future.infer_string"))
+        except (KeyError, pd.errors.OptionError):
+            self._strings_inferred = False
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         out = np.empty((len(frame), len(self.names)), dtype=float)
@@ -41,25 +52,54 @@ class FeatureCoder:
         return out
 
     def decode(self, matrix: np.ndarray) -> pd.DataFrame:
+        """Coded rows as raw-feature rows: schema column order and dtypes (float64, int64, bool, object).
+
+        Built from one array per column with ``copy=False``: ~0.17 ms for 9 columns where building the
+        frame and then re-typing its category columns took ~0.65 ms (bench/explainers.py --only-predictor),
+        paid on every model call of a model-agnostic explainer."""
         matrix = np.atleast_2d(np.asarray(matrix, dtype=float))
-        columns: dict[str, object] = {}
-        for i, feature in enumerate(self.spec.features):
-            values = matrix[:, i]
-            if feature.type == "category":
-                cats = np.asarray(feature.categories, dtype=object)
-                codes = np.clip(np.rint(values).astype(int), 0, len(cats) - 1)
-                columns[feature.name] = cats[codes]
-            elif feature.type == "boolean":
-                columns[feature.name] = np.rint(values) >= 1
-            elif feature.type == "integer":
-                columns[feature.name] = np.rint(values).astype(np.int64)
-            else:
-                columns[feature.name] = values
-        frame = pd.DataFrame(columns, columns=self.names)
-        for f in self.spec.features:
-            if f.type == "category":
-                frame[f.name] = frame[f.name].astype(object)
+        frame = pd.DataFrame(dict(zip(self.names, self._columns(matrix), strict=True)), copy=False)
+        if self._strings_inferred:  # pandas' string inference would give the category columns a str dtype
+            for f in self.spec.features:
+                if f.type == "category":
+                    frame[f.name] = frame[f.name].astype(object)
         return frame
+
+    def _columns(self, matrix: np.ndarray) -> list[np.ndarray]:
+        columns: list[np.ndarray] = []
+        for i, (kind, cats) in enumerate(self._layout):
+            values = matrix[:, i]
+            if kind == "category":
+                assert cats is not None
+                columns.append(cats[np.clip(np.rint(values).astype(np.intp), 0, len(cats) - 1)])
+            elif kind == "boolean":
+                columns.append(np.rint(values) >= 1)
+            elif kind == "integer":
+                columns.append(np.rint(values).astype(np.int64))
+            else:
+                columns.append(values.copy())  # the caller's matrix is not the frame's storage
+        return columns
+
+    def values(self, matrix: np.ndarray) -> np.ndarray:
+        """Coded rows of a schema without categories as the raw numbers ``decode`` would put in its frame
+        (integers rounded, booleans 0/1), as one float matrix."""
+        matrix = np.atleast_2d(np.asarray(matrix, dtype=float))
+        if not self._rounded:
+            return matrix
+        out = matrix.copy()
+        for i in self._rounded:
+            out[:, i] = np.rint(out[:, i])
+        for i in self._booleans:
+            out[:, i] = out[:, i] >= 1
+        return out
+
+    def scores(self, predictor: Predictor, matrix: np.ndarray) -> np.ndarray:
+        """The model's scores for coded rows by the cheapest path that gives the same scores: the model's
+        own numeric path when the schema has no categories and the predictor has one (no DataFrame at
+        all), else ``predict_scores`` of the decoded frame."""
+        if self._numeric and predictor.accepts_array:
+            return np.asarray(predictor.predict_scores_array(self.values(matrix)), dtype=float)
+        return np.asarray(predictor.predict_scores(self.decode(matrix)), dtype=float)
 
     def empty_frame(self) -> pd.DataFrame:
         return frame_from_rows(self.spec, [])
@@ -69,7 +109,7 @@ class FeatureCoder:
 
         def score(z: np.ndarray) -> np.ndarray:
             meter.charge(len(z))
-            return np.asarray(predictor.predict_scores(self.decode(z)), dtype=float)
+            return self.scores(predictor, z)
 
         return score
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from explain.array_path import array_estimator, frame_layout
 from explain.errors import ArtifactError
 from explain.schema import ModelSpec
 
@@ -31,8 +32,15 @@ class BasePredictor:
         self.estimator = estimator
         self.spec = spec
 
+    accepts_array: bool = False  # predict_scores_array is the model's own numeric path, not a frame rebuilt
+
     def predict_scores(self, frame: pd.DataFrame) -> np.ndarray:
         raise NotImplementedError
+
+    def predict_scores_array(self, matrix: np.ndarray) -> np.ndarray:
+        """Scores of raw numeric features in schema order as a float matrix (integers whole, booleans 0/1);
+        for schemas without categorical features. Only fast where ``accepts_array`` is true."""
+        return self.predict_scores(_numeric_frame(self.spec, matrix))
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray | None:
         """Raw model output (log-odds for boosted classifiers) when the model has one."""
@@ -81,15 +89,29 @@ class SklearnPredictor(BasePredictor):
                 raise ArtifactError(
                     f"the model's classes {classes} do not match the manifest's class_labels {list(spec.class_labels)}"
                 )
-            self._order = np.array([classes.index(label) for label in spec.class_labels])
+            order = np.array([classes.index(label) for label in spec.class_labels])
+            # None when the estimator's order is the schema's: no column shuffle (a copy) per call
+            self._order = None if np.array_equal(order, np.arange(len(order))) else order
             self._classes = classes
+        self._names = list(spec.feature_names)
+        self._array_estimator = array_estimator(estimator, spec)
+        self.accepts_array = self._array_estimator is not None
+
+    def _scores(self, model: Any, data: Any) -> np.ndarray:
+        if self.spec.is_classifier:
+            proba = np.asarray(model.predict_proba(data), dtype=float)
+            return proba if self._order is None else proba[:, self._order]
+        return np.asarray(model.predict(data), dtype=float).reshape(-1)
 
     def predict_scores(self, frame: pd.DataFrame) -> np.ndarray:
-        if self.spec.is_classifier:
-            proba = np.asarray(self.estimator.predict_proba(frame), dtype=float)
-            assert self._order is not None
-            return proba[:, self._order]
-        return np.asarray(self.estimator.predict(frame), dtype=float).reshape(-1)
+        if self._array_estimator is not None and list(frame.columns) == self._names:
+            return self._scores(self._array_estimator, frame_layout(frame.to_numpy(dtype=float)))
+        return self._scores(self.estimator, frame)
+
+    def predict_scores_array(self, matrix: np.ndarray) -> np.ndarray:
+        if self._array_estimator is not None:
+            return self._scores(self._array_estimator, frame_layout(matrix))
+        return self._scores(self.estimator, _numeric_frame(self.spec, matrix))
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray | None:
         if not hasattr(self.estimator, "decision_function"):
@@ -108,10 +130,17 @@ class SklearnPredictor(BasePredictor):
             if hasattr(final, "decision_function")
             else None
         )
-        if self.spec.is_classifier:
-            assert self._order is not None
-            return margin, np.asarray(final.predict_proba(transformed), dtype=float)[:, self._order]
-        return margin, np.asarray(final.predict(transformed), dtype=float).reshape(-1)
+        return margin, self._scores(final, transformed)
+
+
+def _numeric_frame(spec: ModelSpec, matrix: np.ndarray) -> pd.DataFrame:
+    """A numeric feature matrix as the frame the model was given before: each column in its schema dtype."""
+    matrix = np.atleast_2d(np.asarray(matrix, dtype=float))
+    columns = {
+        f.name: matrix[:, i].astype(_DTYPES[f.type]) if f.type != "number" else matrix[:, i]
+        for i, f in enumerate(spec.features)
+    }
+    return pd.DataFrame(columns, columns=spec.feature_names, copy=False)
 
 
 def _numeric_matrix(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
@@ -130,13 +159,21 @@ class XGBoostPredictor(BasePredictor):
         self.format = format
         _numeric_matrix(frame_from_rows(spec, []), spec)
 
+    accepts_array = True
+
     def _dmatrix(self, frame: pd.DataFrame) -> Any:
+        return self._dmatrix_of(_numeric_matrix(frame, self.spec))
+
+    def _dmatrix_of(self, matrix: np.ndarray) -> Any:
         import xgboost
 
-        return xgboost.DMatrix(_numeric_matrix(frame, self.spec), feature_names=self.spec.feature_names)
+        return xgboost.DMatrix(matrix, feature_names=self.spec.feature_names)
 
     def predict_scores(self, frame: pd.DataFrame) -> np.ndarray:
-        out = np.asarray(self.estimator.predict(self._dmatrix(frame)), dtype=float)
+        return self.predict_scores_array(_numeric_matrix(frame, self.spec))
+
+    def predict_scores_array(self, matrix: np.ndarray) -> np.ndarray:
+        out = np.asarray(self.estimator.predict(self._dmatrix_of(np.asarray(matrix, dtype=float))), dtype=float)
         if self.spec.task == "binary":
             return np.column_stack([1.0 - out, out])
         return out
@@ -152,8 +189,13 @@ class LightGBMPredictor(BasePredictor):
         super().__init__(booster, spec)
         _numeric_matrix(frame_from_rows(spec, []), spec)
 
+    accepts_array = True
+
     def predict_scores(self, frame: pd.DataFrame) -> np.ndarray:
-        out = np.asarray(self.estimator.predict(_numeric_matrix(frame, self.spec)), dtype=float)
+        return self.predict_scores_array(_numeric_matrix(frame, self.spec))
+
+    def predict_scores_array(self, matrix: np.ndarray) -> np.ndarray:
+        out = np.asarray(self.estimator.predict(np.asarray(matrix, dtype=float)), dtype=float)
         if self.spec.task == "binary":
             return np.column_stack([1.0 - out, out])
         return out
@@ -206,8 +248,13 @@ class OnnxPredictor(BasePredictor):
             return np.asarray(wide[-1], dtype=float)
         return np.asarray(numeric[0], dtype=float).reshape(len(matrix), -1)[:, 0]
 
+    accepts_array = True
+
     def predict_scores(self, frame: pd.DataFrame) -> np.ndarray:
         return self._run(_numeric_matrix(frame, self.spec))
+
+    def predict_scores_array(self, matrix: np.ndarray) -> np.ndarray:
+        return self._run(np.asarray(matrix, dtype=float))
 
 
 def _key(row: dict[Any, float], label: str) -> Any:

@@ -431,7 +431,7 @@ class ShapExplainer(Explainer):
         started = time.perf_counter()
 
         def score(z: np.ndarray) -> np.ndarray:
-            return np.asarray(self.predictor.predict_scores(coder.decode(z)), dtype=float)
+            return coder.scores(self.predictor, z)
 
         def charge(row: int | None, n: int) -> None:
             (meter if row is None else meter.row(row)).charge(n)
