@@ -2,8 +2,9 @@
 
 Why: scikit-learn's DataFrame path (feature-name validation, per-column dtype checks, pandas -> numpy
 conversion) costs more than a small tree ensemble's own work. Measured on the breast-cancer
-GradientBoostingClassifier (30 numeric features, 100 trees, depth 3): ``predict_proba`` takes ~1.05 ms
-for a 1- or 100-row DataFrame and ~0.33 ms for the same rows as a float matrix. Explainers call the model
+GradientBoostingClassifier (30 numeric features, 100 trees, depth 3; ``bench/explainers.py
+--only-predictor``): ``predict_proba`` takes ~0.7 ms for a 1- or 100-row DataFrame and ~0.25 ms for the
+same rows as a float matrix. Explainers call the model
 hundreds of times per explanation (anchors ~790 calls), so this is most of their model time.
 
 When it applies (``array_estimator`` returns None otherwise, and the caller keeps the DataFrame path):
