@@ -473,8 +473,10 @@ def api_result(decision: dict[str, Any], method: str, names: Sequence[str]) -> t
     if not found:
         return None, None
     explanation = found[-1]
-    body = explanation["body"]
+    body = explanation["body"].get("result")  # the ExplanationResult's dict: method, parameters, ..., result
     recorded = datetime.fromisoformat(explanation["created_at"].replace("Z", "+00:00"))
+    if not isinstance(body, dict):
+        return None, recorded
     if method == "anchors":
         return list(body["conditions"]), recorded
     if set(body["values"]) != set(names):
@@ -526,7 +528,7 @@ class Service:
 
     def explain(self, method: str, rows: pd.DataFrame, clients: int, tag: str) -> tuple[float, list[Result | None]]:
         """Seconds from the first POST to the last explanation recorded, and the recorded results."""
-        records = rows.to_dict(orient="records")
+        records = [{str(k): v for k, v in r.items()} for r in rows.to_dict(orient="records")]
         api_method = API_METHOD[method]
         started = datetime.now().astimezone()
         ids = _post_concurrently(self.port, self.headers, MODELS[method], api_method, records, clients, tag)

@@ -54,7 +54,7 @@ def test_an_api_shap_body_is_read_by_feature_name(work: e2e.Workload, rows: np.n
             {
                 "method": "shap",
                 "created_at": "2026-01-01T00:00:00.000001Z",
-                "body": {"values": named, "base_value": sign * base, "output_space": "log_odds"},
+                "body": {"result": {"values": named, "base_value": sign * base, "output_space": "log_odds"}},
             }
         ]
     }
