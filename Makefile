@@ -61,6 +61,7 @@ bench: install
 	$(PY) bench/lookup.py
 	$(PY) bench/analytics.py
 	$(PY) bench/intake.py
+	$(PY) bench/end_to_end.py
 
 clean:
 	rm -rf $(VENV) $(LEAN_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
