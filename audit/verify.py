@@ -60,29 +60,46 @@ class VerificationReport:
     trusted_keys: tuple[str, ...] = ()  # full verifier keys trusted at the end: anchors, then rotated-in keys
 
 
-class _Stack:
-    """The compact Merkle range of leaves seen so far; emits each perfect subtree as it completes."""
+class _Frontier:
+    """The compact Merkle range of the leaves seen so far, extended a run of leaves at a time.
+
+    Each level is hashed in one comprehension over the whole run (not leaf by leaf up a stack: a third of
+    the walk's time at 10^5 entries), and every perfect subtree it completes is kept, per level, for
+    ``_check_nodes`` to compare with the stored tree.
+    """
 
     def __init__(self) -> None:
-        self.items: list[tuple[int, bytes]] = []  # (level, hash)
         self.count = 0
+        self.pending: dict[int, bytes] = {}  # level -> the left node waiting for its sibling (bit set in count)
+        self.completed: dict[int, list[tuple[int, list[bytes]]]] = {}  # level -> runs of (first idx, hashes)
 
-    def push(self, leaf: bytes, completed: dict[tuple[int, int], bytes]) -> None:
-        level, digest = 0, leaf
-        self.count += 1
-        while self.items and self.items[-1][0] == level:
-            _, left = self.items.pop()
-            digest = node_hash(left, digest)
+    def extend(self, leaves: list[bytes]) -> None:
+        level, first, nodes = 0, self.count, leaves
+        self.count += len(leaves)
+        sha256 = hashlib.sha256
+        while nodes:
+            if first & 1:  # this level's pending left node pairs with the run's first node
+                nodes = [self.pending.pop(level), *nodes]
+                first -= 1
+            n = len(nodes)
+            if n & 1:
+                self.pending[level] = nodes[-1]
+            if n < 2:
+                break
+            lefts, rights = nodes[0 : n - 1 : 2], nodes[1:n:2]
+            parents = [sha256(b"\x01" + a + b).digest() for a, b in zip(lefts, rights, strict=True)]
             level += 1
-            completed[(level, (self.count >> level) - 1)] = digest
-        self.items.append((level, digest))
+            first >>= 1
+            self.completed.setdefault(level, []).append((first, parents))
+            nodes = parents
 
     def root(self) -> bytes:
-        if not self.items:
+        if not self.count:
             return EMPTY_ROOT
-        digest = self.items[-1][1]
-        for _, left in reversed(self.items[:-1]):
-            digest = node_hash(left, digest)
+        levels = sorted(self.pending)
+        digest = self.pending[levels[0]]
+        for level in levels[1:]:
+            digest = node_hash(self.pending[level], digest)
         return digest
 
 
@@ -144,8 +161,7 @@ class _Walk:
         self.position = 0
         self.checked_cps = 0
         self.table = "ledger_entries"
-        self.stack = _Stack()
-        self.completed: dict[tuple[int, int], bytes] = {}
+        self.frontier = _Frontier()
         self.previous: OpenedCheckpoint | None = None
         self.prover = Ledger(clock=_unused_clock)
 
@@ -169,7 +185,8 @@ class _Walk:
         next_cp = next(pending, None)
         sha256 = hashlib.sha256
         position = 0
-        push, completed, rotation = self.stack.push, self.completed, ROTATION_TYPE
+        leaves: list[bytes] = []
+        collect, rotation = leaves.append, ROTATION_TYPE
         last_stamp: str | None = None
         last_type: str | None = None
         tail = b""
@@ -201,10 +218,11 @@ class _Walk:
                         problem = self.trust.apply(entry)
                         if problem:
                             raise _fail("entry", position, problem)
-                    push(leaf, completed)
+                    collect(leaf)
                     position += 1
                     while next_cp is not None and next_cp.tree_size == position:
                         self.position = position
+                        self._absorb(leaves)
                         self._check_nodes()
                         self._check_checkpoint(next_cp)
                         self.table = "ledger_entries"
@@ -215,6 +233,7 @@ class _Walk:
             self.position = position
             if position != end:
                 raise _fail("entry", position, f"entry {position} is missing")
+            self._absorb(leaves)
             self._check_nodes()
             if self.progress is not None:
                 self.progress(position, size)
@@ -250,25 +269,38 @@ class _Walk:
         self._check_keys()
         if self.progress is not None:
             self.progress(position, size)
-        return self.stack.root() if size else None
+        return self.frontier.root() if size else None
+
+    def _absorb(self, leaves: list[bytes]) -> None:
+        """Hash the leaves collected since the last call into the frontier, and empty the list."""
+        if leaves:
+            self.frontier.extend(leaves)
+            leaves.clear()
 
     def _check_nodes(self) -> None:
         """Compare the subtree hashes completed so far with the stored ones, then forget them."""
         self.table = "ledger_nodes"
+        completed = self.frontier.completed
+        mismatched: dict[tuple[int, int], bytes] = {}
         stored: dict[tuple[int, int], bytes] = {}
-        by_level: dict[int, list[int]] = {}
-        for level, idx in self.completed:
-            by_level.setdefault(level, []).append(idx)
-        for level, indexes in by_level.items():
-            found = self.store.node_range(level, min(indexes), max(indexes) + 1)
-            stored.update({(level, i): h for i, h in found.items()})
-        for key in sorted(self.completed, key=lambda k: ((k[1] + 1) << k[0], k[0])):
-            if stored.get(key) != self.completed[key]:
+        for level, runs in completed.items():
+            lo = runs[0][0]
+            hi = runs[-1][0] + len(runs[-1][1])
+            found = self.store.node_range(level, lo, hi)
+            for first, hashes in runs:
+                if [found.get(i) for i in range(first, first + len(hashes))] != hashes:  # the rare case
+                    mismatched.update({(level, first + k): h for k, h in enumerate(hashes)})
+                    stored.update({(level, i): h for i, h in found.items()})
+        # name the first bad node in leaf order (the one covering the earliest last leaf, lowest level first)
+        for key in sorted(mismatched, key=lambda k: ((k[1] + 1) << k[0], k[0])):
+            if stored.get(key) != mismatched[key]:
                 level, idx = key
-                first = idx << level
+                first_leaf = idx << level
                 state = "missing" if key not in stored else "does not match its leaves"
-                raise _fail("tree", first, f"tree node over entries {first}..{((idx + 1) << level) - 1} is {state}")
-        self.completed.clear()
+                raise _fail(
+                    "tree", first_leaf, f"tree node over entries {first_leaf}..{((idx + 1) << level) - 1} is {state}"
+                )
+        completed.clear()
         self.table = "ledger_entries"
 
     def _check_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
@@ -290,7 +322,7 @@ class _Walk:
             parse_timestamp(checkpoint.published_at)
         except ValueError:
             raise _fail("checkpoint", size, f"{where}: published_at is not an RFC 3339 UTC time") from None
-        if opened.root_hash != self.stack.root():
+        if opened.root_hash != self.frontier.root():
             raise _fail("checkpoint", size, f"{where}: signed root does not match the entries (log rewritten)")
         previous = self.previous
         if previous is not None:

@@ -89,6 +89,15 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def shared_with_other_processes(self) -> bool:
+        """Whether another process opening its own connection sees what these sessions see: not an in-memory
+        SQLite database, and sessions bound to the engine rather than to one open transaction (as the
+        adversary harness binds them, to read its uncommitted tampering)."""
+        database = self.engine.url.database
+        in_memory = self.dialect == "sqlite" and database in (None, "", ":memory:")
+        return not in_memory and self._sessions.kw.get("bind") is self.engine
+
     @classmethod
     def from_url(cls, url: str, *, echo: bool = False) -> Database:
         if url.startswith("sqlite"):

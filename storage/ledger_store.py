@@ -12,11 +12,17 @@ from audit.entry import StoredEntry
 from audit.errors import CorruptRowError, EntryNotFoundError, LedgerGapError
 from audit.port import StoredCheckpoint, StoredKey
 from storage.bulk import insert_rows
+from storage.driver import driver_rows
 from storage.tables import CheckpointRow, LedgerEntryRow, LedgerNodeRow, SigningKeyRow
 
 # pg_advisory_xact_lock key: "RATL" — serializes appends across processes, released at commit.
 APPEND_LOCK_KEY = 0x5241544C
 RANGE_BATCH = 10_000
+_RANGE_SQL = (
+    "SELECT idx, entry_type, recorded_at, canonical, leaf_hash FROM ledger_entries WHERE idx >= ? AND idx < ? "
+    "ORDER BY idx"
+)
+_NODE_RANGE_SQL = "SELECT idx, hash FROM ledger_nodes WHERE level = ? AND idx >= ? AND idx < ?"
 
 
 class SqlLedgerStore:
@@ -65,17 +71,7 @@ class SqlLedgerStore:
         cursor = start
         while cursor < end:
             upper = min(end, cursor + RANGE_BATCH)
-            rows = self.session.execute(
-                select(
-                    LedgerEntryRow.idx,
-                    LedgerEntryRow.entry_type,
-                    LedgerEntryRow.recorded_at,
-                    LedgerEntryRow.canonical,
-                    LedgerEntryRow.leaf_hash,
-                )
-                .where(LedgerEntryRow.idx >= cursor, LedgerEntryRow.idx < upper)
-                .order_by(LedgerEntryRow.idx)
-            ).all()
+            rows = driver_rows(self.session, _RANGE_SQL, (cursor, upper))
             for idx, entry_type, recorded_at, canonical, leaf in rows:
                 plain = type(idx) is int and type(canonical) is bytes and type(leaf) is bytes
                 if plain and type(entry_type) is str and type(recorded_at) is str:
@@ -132,12 +128,7 @@ class SqlLedgerStore:
         return found
 
     def node_range(self, level: int, start: int, end: int) -> dict[int, bytes]:
-        rows = self.session.execute(
-            select(LedgerNodeRow.idx, LedgerNodeRow.hash).where(
-                LedgerNodeRow.level == level, LedgerNodeRow.idx >= start, LedgerNodeRow.idx < end
-            )
-        )
-        found: dict[int, bytes] = dict(rows.tuples().all())
+        found: dict[int, bytes] = dict(driver_rows(self.session, _NODE_RANGE_SQL, (level, start, end)))  # type: ignore[arg-type]
         if set(map(type, found)) <= {int} and set(map(type, found.values())) <= {bytes}:
             return found  # the usual case, checked at C speed
         return {_node_key(level, idx)[1]: _node_hash(level, idx, digest) for idx, digest in found.items()}

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from audit.entry import StoredEntry
+from storage.driver import driver_rows
 from storage.tables import DecisionRow, ExplanationRow, JobRow, LedgerEntryRow, ModelVersionRow, OutcomeRow
 
 BATCH = 5_000
@@ -220,24 +221,29 @@ class _Sql:
         self.sqlite = dialect == "sqlite"
         self.text = "CAST(e.canonical AS TEXT)"
 
-    def join(self, index_column: str) -> str:
-        joined = f"LEFT JOIN ledger_entries e ON e.idx = {index_column}"
+    def source(self, table: str, alias: str, where: str = "") -> tuple[str, str]:
+        """(FROM clause, prefix of the outer WHERE) for ``table`` as ``alias`` joined to its entry, restricted
+        to the rows ``where`` selects. PostgreSQL parses the entry once per row, into ``entry_json``, inside a
+        subquery the planner may not flatten (OFFSET 0): inlined, the cast is parsed again at each of the ~15
+        references (measured: 1.5 s against 0.3 s for 100,000 decisions)."""
+        joined = f"{table} {alias} LEFT JOIN ledger_entries e ON e.idx = {alias}.ledger_index"
         if self.sqlite:
-            return joined
-        # OFFSET 0 keeps the planner from inlining the cast into every reference (one parse per row, not 15)
-        return f"{joined} LEFT JOIN LATERAL (SELECT convert_from(e.canonical, 'UTF8')::jsonb AS j OFFSET 0) ej ON true"
+            return joined, f"{where} AND " if where else ""
+        restricted = f"{joined} WHERE {where}" if where else joined
+        parsed = "convert_from(e.canonical, 'UTF8')::jsonb AS entry_json"
+        return f"(SELECT {alias}.*, {parsed} FROM {restricted} OFFSET 0) {alias}", ""
 
     def value(self, path: str) -> str:
         """The member at ``path`` ("payload.inputs") as JSON (SQLite: its text; PostgreSQL: jsonb)."""
         if self.sqlite:
             return f"json_extract({self.text}, '$.{path}')"
-        return f"(ej.j #> '{{{path.replace('.', ',')}}}')"
+        return f"(entry_json #> '{{{path.replace('.', ',')}}}')"
 
     def scalar(self, path: str) -> str:
         """The member at ``path`` as SQL text (NULL for JSON null)."""
         if self.sqlite:
             return self.value(path)
-        return f"(ej.j #>> '{{{path.replace('.', ',')}}}')"
+        return f"(entry_json #>> '{{{path.replace('.', ',')}}}')"
 
     def is_null(self, path: str) -> str:
         if self.sqlite:
@@ -267,7 +273,7 @@ class _Sql:
     def index(self, column: str) -> str:
         if self.sqlite:
             return f"json_extract({self.text}, '$.index') = {column}"
-        return f"(ej.j -> 'index') = to_jsonb({column})"
+        return f"(entry_json -> 'index') = to_jsonb({column})"
 
     def vouched(self, conditions: list[str]) -> str:
         body = " AND ".join(conditions)
@@ -301,9 +307,9 @@ def decision_candidates(
         f"d.body_sha256 = {q.scalar('payload.body_sha256')}",
         f"({refs or '1 = 0'})",
     ]
-    query = f"SELECT d.seq FROM decisions d {q.join('d.ledger_index')} WHERE NOT {q.vouched(conditions)}"
-    if seqs is not None:
-        query += f" AND d.seq IN ({', '.join(str(int(seq)) for seq in seqs) or 'NULL'})"
+    where = f"d.seq IN ({', '.join(str(int(seq)) for seq in seqs) or 'NULL'})" if seqs is not None else ""
+    source, prefix = q.source("decisions", "d", where)
+    query = f"SELECT d.seq FROM {source} WHERE {prefix}NOT {q.vouched(conditions)}"
     params = {f"ref{n}": ref for n, ref in enumerate(model_refs.values())}
     return _candidates(session, query, params)
 
@@ -333,10 +339,8 @@ def explanation_candidates(session: Session) -> set[str] | None:
         q.stamp("x.created_at", "recorded_at"),
         job,
     ]
-    query = (
-        f"SELECT x.id FROM explanations x {q.join('x.ledger_index')} "
-        f"LEFT JOIN jobs j ON j.id = x.job_id WHERE NOT {q.vouched(conditions)}"
-    )
+    source, prefix = q.source("explanations", "x")
+    query = f"SELECT x.id FROM {source} LEFT JOIN jobs j ON j.id = x.job_id WHERE {prefix}NOT {q.vouched(conditions)}"
     return _candidates(session, query, {})
 
 
@@ -351,26 +355,27 @@ def _candidates(session: Session, query: str, params: dict[str, Any]) -> set[Any
 def iter_claims(session: Session, table_name: str, key_column: str) -> Iterator[tuple[Any, Any]]:
     """(``key_column``, ledger_index) of every row of ``table_name``."""
     table = _TABLES[table_name]
-    key = table.c[key_column]
-    yield from session.execute(select(key, table.c.ledger_index)).tuples()
+    yield from driver_rows(session, f"SELECT {table.c[key_column].name}, ledger_index FROM {table.name}")
 
 
-def entry_column_candidates(session: Session) -> set[int] | None:
-    """Indexes of ledger rows whose entry_type/recorded_at columns the database cannot vouch for, comparing
-    them with the tail of the entry's bytes (RFC 8785 puts those members last); None when unavailable."""
+def entry_column_candidates(session: Session, *, start: int = 0) -> set[int] | None:
+    """Indexes (from ``start``) of ledger rows whose entry_type/recorded_at columns the database cannot vouch
+    for, comparing them with the tail of the entry's bytes (RFC 8785 puts those members last); None when
+    unavailable."""
     suffix = '\',"recorded_at":"\' || recorded_at || \'","type":"\' || entry_type || \'"}\''
     if session.get_bind().dialect.name == "sqlite":
         tail = f"substr(CAST(canonical AS TEXT), -length({suffix}))"
     else:
         tail = f"right(convert_from(canonical, 'UTF8'), length({suffix}))"
-    query = f"SELECT idx FROM ledger_entries WHERE NOT COALESCE({tail} = {suffix}, false)"
-    return _candidates(session, query, {})
+    query = f"SELECT idx FROM ledger_entries WHERE idx >= :start AND NOT COALESCE({tail} = {suffix}, false)"
+    return _candidates(session, query, {"start": start})
 
 
 def iter_typed_entries(session: Session, types: Sequence[str]) -> Iterator[tuple[int, str]]:
     """(idx, entry_type column) of the entries whose type column is one of ``types``."""
-    query = select(_ENTRIES.c.idx, _ENTRIES.c.entry_type).where(_ENTRIES.c.entry_type.in_(list(types)))
-    for idx, entry_type in session.execute(query):
+    marks = ", ".join("?" for _ in types)
+    query = f"SELECT idx, entry_type FROM ledger_entries WHERE entry_type IN ({marks})"
+    for idx, entry_type in driver_rows(session, query, list(types)):
         yield int(idx), str(entry_type)
 
 
