@@ -13,12 +13,15 @@ bench's whole budget. Measuring: each figure is computed by the service function
 fresh process per figure, once to warm the database's cache and once timed; peak memory is that process's
 maximum resident set size (Python, numpy, scipy, scikit-learn and Fairlearn included).
 
-Measured 2026-11-30 on the shared 2-core machine (load average 10-13 from other work), seconds / peak MiB:
-drift reads two windows (200k decisions), the others one (100k).
+Measured 2026-11-30 on the 2-core machine with nothing else running (load average < 1), seconds / peak MiB
+(the process's VmHWM, imports included; ~185 MiB before the figure); drift reads two windows (200k
+decisions), the others one (100k):
 
     database     drift        importance   performance  fairness
-    sqlite       13.8 / 270   3.4 / 175    2.5 / 282    2.3 / 249   (drift 6.8 s at a quieter moment)
-    postgresql   14.6 / 296   2.3 / 180    3.9 / 297    1.7 / 253
+    sqlite       3.1 / 281    0.8 / 188    0.6 / 295    0.3 / 260
+    postgresql   3.6 / 309    0.6 / 192    0.7 / 308    0.3 / 264
+
+(On the same machine under heavy load from other work, drift took 13.8 s on SQLite and 14.6 s on PostgreSQL.)
 """
 
 from __future__ import annotations
@@ -187,6 +190,18 @@ def fill(url: str, tmp: Path, n: int) -> float:
     return time.perf_counter() - started
 
 
+def peak_rss_kib() -> int:
+    """This process's peak resident set (KiB): VmHWM belongs to the address space exec made, whereas
+    ru_maxrss keeps the high-water mark of the parent's image forked before exec (the filled bench, ~700 MiB)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def measure_one(url: str, tmp: str, figure: str, n: int, window: int) -> None:
     """In a fresh process: compute ``figure`` twice, print JSON with the second time and the peak RSS."""
     from api.container import build_services
@@ -216,12 +231,12 @@ def measure_one(url: str, tmp: str, figure: str, n: int, window: int) -> None:
             services, "credit", group="housing", since=cur_start, until=cur_start + span
         ),
     }
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    baseline = peak_rss_kib()
     calls[figure]()
     started = time.perf_counter()
     result = calls[figure]()
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_kib()
     decisions = {
         "drift": lambda r: r.reference.decisions + r.current.decisions,
         "importance": lambda r: sum(x.explanations for x in r.rows),

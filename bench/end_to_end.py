@@ -2,7 +2,7 @@
 by 4 and 16 concurrent clients, and by the explainer libraries called in-process, with every explanation's
 validity checked on both sides. One run prints one table.
 
-    nice -n 19 .venv/bin/python bench/end_to_end.py [--anchor-rows 20] [--kernel-rows 50] [--tree-rows 2000]
+    .venv/bin/python bench/end_to_end.py [--anchor-rows 20] [--kernel-rows 50] [--tree-rows 2000]
         [--clients 4,16] [--database sqlite|postgresql] [--quick]
 
 Model: scikit-learn's breast-cancer data (30 numeric features), GradientBoostingClassifier with 100 trees of

@@ -10,6 +10,12 @@ subjects (first page, 100 items). Access control is on: the client uses a compli
 purpose, so every lookup and search page appends its access entry to the ledger (group-committed) before
 it is answered: the figures include recording every read. The floor is SQLAlchemy Core sending the same
 SELECTs straight to the database in this process (no HTTP, no ORM, no JSON rendering).
+
+Measured 2026-11-30 on the 2-core machine with nothing else running, 1,000,000 decisions, ms p50 / p99:
+
+    database     API: by id      1-day window    by subject     floor: by id   1-day window   by subject
+    sqlite        7.5 / 13.5     17.5 / 26.9      9.7 / 17.5    0.07 / 0.32    2.1 / 4.3      0.6 / 1.2
+    postgresql   10.1 / 16.1     28.8 / 44.8     16.4 / 27.5    0.30 / 0.74    3.7 / 8.6      0.8 / 1.7
 """
 
 from __future__ import annotations
