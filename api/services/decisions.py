@@ -22,7 +22,7 @@ from audit.canonical import canonical_bytes, check_json_value
 from audit.entry import EntryDraft, format_timestamp, parse_timestamp
 from audit.payloads import DecisionRecorded
 from explain.errors import InvalidInputError, UnknownMethodError
-from explain.predictor import frame_from_rows
+from explain.predictor import outputs_of, scores_of_rows
 from explain.registry import EXPLAINERS, check_available, check_request
 from storage.errors import ConflictError
 from storage.records import DecisionRecord, JobRecord, NewJob
@@ -142,8 +142,8 @@ def predict_outputs(prepared: Sequence[PreparedDecision]) -> list[dict[str, Any]
         by_model.setdefault(p.item.model, []).append(i)
     for positions in by_model.values():
         loaded = prepared[positions[0]].loaded
-        frame = frame_from_rows(loaded.spec, [prepared[i].clean for i in positions])
-        for i, output in zip(positions, loaded.predictor.predict(frame), strict=True):
+        scores = scores_of_rows(loaded.predictor, [prepared[i].clean for i in positions])
+        for i, output in zip(positions, outputs_of(loaded.spec, scores), strict=True):
             outputs[i] = output
     return outputs
 
