@@ -3,7 +3,8 @@ by 4 and 16 concurrent clients, and by the explainer libraries called in-process
 validity checked on both sides. One run prints one table.
 
     .venv/bin/python bench/end_to_end.py [--anchor-rows 20] [--kernel-rows 50] [--tree-rows 2000]
-        [--clients 4,16] [--database sqlite|postgresql] [--quick]
+        [--clients 4,16] [--database sqlite|postgresql] [--quick] [--methods anchors,KernelSHAP,TreeSHAP]
+        [--set RATIONALE_NAME=VALUE]...
 
 Model: scikit-learn's breast-cancer data (30 numeric features), GradientBoostingClassifier with 100 trees of
 depth 3, registered with 100 background rows. Methods and the ways each is run:
@@ -502,7 +503,7 @@ class Cell:
 class Service:
     """A real `rationale serve` with its defaults, a fresh database and the two models registered."""
 
-    def __init__(self, work: Workload, database: str) -> None:
+    def __init__(self, work: Workload, database: str, overrides: dict[str, str] | None = None) -> None:
         from explain.artifacts import dump_skops
 
         self.names = work.names
@@ -511,7 +512,7 @@ class Service:
         self.port = _throughput._free_port()
         data = self.tmp / "data"
         env = {k: v for k, v in os.environ.items() if not k.startswith("RATIONALE_")}  # defaults, not the shell's
-        env.update({"RATIONALE_DATABASE_URL": url, "RATIONALE_DATA_DIR": str(data)})
+        env.update({"RATIONALE_DATABASE_URL": url, "RATIONALE_DATA_DIR": str(data), **(overrides or {})})
         key = _throughput._data_scientist_key(url, data)
         self.headers = {"Authorization": f"Bearer {key}"}
         command = [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
@@ -551,7 +552,7 @@ def measure(args: argparse.Namespace) -> list[Cell]:
     logging.getLogger("alibi").setLevel(logging.ERROR)
     work = workload()
     sizes = {"anchors": args.anchor_rows, "KernelSHAP": args.kernel_rows, "TreeSHAP": args.tree_rows}
-    plan = [(method, sizes[method], factory) for method, factory in LIBRARY.items()]
+    plan = [(method, sizes[method], factory) for method, factory in LIBRARY.items() if method in args.methods]
     cells: list[Cell] = []
     data = {method: work.rows(n, seed=11 + j) for j, (method, n, _) in enumerate(plan)}
     for method, n, factory in plan:
@@ -576,9 +577,9 @@ def measure(args: argparse.Namespace) -> list[Cell]:
             if method == "anchors":
                 library[-1].perturbed = count_perturbed(work, rows, results)
         cells.extend(library)
-    service = Service(work, args.database)
+    service = Service(work, args.database, args.overrides)
     try:
-        for method in LIBRARY:  # warm the service: the explain process loads the model and the libraries
+        for method in args.methods:  # warm the service: the explain process loads the model and the libraries
             warm = work.rows(32 if method == "TreeSHAP" else 2, seed=99)
             service.explain(method, warm, 4, f"warm-{method}")
         for method, n, _ in plan:
@@ -619,8 +620,26 @@ def main() -> None:
     parser.add_argument("--clients", default="4,16", help="comma-separated client counts")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 anchors, 4 KernelSHAP, 64 TreeSHAP")
+    parser.add_argument("--methods", default=",".join(LIBRARY), help="comma-separated, of: " + ", ".join(LIBRARY))
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="RATIONALE_NAME=VALUE",
+        help="a setting of the served instance instead of its default (repeatable; the header names it)",
+    )
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
+    args.methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in args.methods if m not in LIBRARY]
+    if unknown:
+        parser.error(f"unknown methods {unknown}: choose from {list(LIBRARY)}")
+    args.overrides = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("RATIONALE_"):
+            parser.error(f"--set takes RATIONALE_NAME=VALUE, not {item!r}")
+        args.overrides[name] = value
     if args.quick:
         args.anchor_rows, args.kernel_rows, args.tree_rows = 2, 4, 64
     load_before = os.getloadavg()
@@ -632,6 +651,8 @@ def main() -> None:
     )
     print("model: breast-cancer GradientBoostingClassifier, 100 trees depth 3, 30 features, 100 background rows")
     print(f"service: {service_defaults()}; {'SQLite' if args.database == 'sqlite' else 'PostgreSQL'}")
+    if args.overrides:
+        print("service settings changed: " + ", ".join(f"{k}={v}" for k, v in args.overrides.items()))
     print(
         f"parameters: anchors threshold {ANCHOR_THRESHOLD}, bins {ANCHOR_DISC_PERC}, batch {ANCHOR_BATCH_SIZE}, "
         f"{ANCHOR_COVERAGE_SAMPLES} coverage samples; KernelSHAP nsamples {KERNEL_NSAMPLES}, {KERNEL_BACKGROUND} "
