@@ -11,6 +11,9 @@ import pytest
 
 from bench import end_to_end as e2e
 
+# the library side calls the frame-fitted estimator with arrays, as the bench does (it filters this too)
+pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names:UserWarning")
+
 
 @pytest.fixture(scope="module")
 def work() -> e2e.Workload:
