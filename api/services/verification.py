@@ -11,6 +11,7 @@ longer of the two instead of their sum.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import sys
@@ -28,6 +29,7 @@ from audit.trust import VerifierKey
 from audit.verify import Failure, VerificationReport, verify_ledger
 from storage.db import Database
 
+log = logging.getLogger("rationale.verify")
 PARALLEL_FROM = 20_000  # entries; below this a second process costs more than it saves
 
 
@@ -57,11 +59,23 @@ def check_everything(
         if size >= parallel_from and db.shared_with_other_processes and os.name == "posix":
             rows = _start_row_check(db, columns_checked_below=size)
         report = verify_ledger(uow.ledger, anchors=anchors, progress=progress)
-        if rows is not None:
-            row_count, row_failures = rows()
-        if rows is None or not report.ok:  # the walk did not vouch for the entries' columns: the full check
-            row_count, row_failures = verify_rows(uow, columns_checked_below=size if report.ok else 0)
+        found = _child_result(rows) if rows is not None else None
+        if found is None or not report.ok:  # no child, or the walk did not vouch for the entries' columns
+            found = verify_rows(uow, columns_checked_below=size if report.ok else 0)
+        row_count, row_failures = found
     return WholeCheck(report, row_count, row_failures, time.perf_counter() - started)
+
+
+def _child_result(
+    rows: Callable[[], tuple[int, list[Failure]]],
+) -> tuple[int, list[Failure]] | None:
+    """The forked row check's findings, or None when the child failed (killed, out of memory, a database
+    error): the caller then checks the rows itself, so a failed helper never fails or skips the check."""
+    try:
+        return rows()
+    except Exception as exc:
+        log.warning("the parallel row check failed (%s); checking the rows in this process", exc)
+        return None
 
 
 def _start_row_check(db: Database, *, columns_checked_below: int) -> Callable[[], tuple[int, list[Failure]]]:

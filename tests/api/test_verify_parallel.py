@@ -4,6 +4,7 @@ the parent sees (an in-memory database, or sessions bound to one uncommitted tra
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -49,3 +50,12 @@ def test_never_forks_where_the_child_would_read_other_data(database: Database, t
         joined = Database(database.engine)
         joined._sessions = sessionmaker(bind=conn, join_transaction_mode="create_savepoint")
         assert not joined.shared_with_other_processes  # sessions on one open transaction: the adversary harness
+
+
+def test_a_row_check_process_that_dies_leaves_the_check_to_the_parent(services, recorded, monkeypatch) -> None:  # noqa: F811
+    from api.services import verification
+
+    _edit(services, DecisionRow, lambda t: t.c.decision_id == "r-1", subject_ref="someone-else")
+    monkeypatch.setattr(verification, "_row_check_child", lambda *args: os._exit(9))  # killed before answering
+    whole = check_everything(services.db, anchors=[], parallel_from=EVERY_SIZE)
+    assert whole.report.ok and whole.row_count == 1 and "decisions" in whole.row_failures[0].message
