@@ -41,7 +41,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-POSTGRES_ADMIN = os.environ.get("RATIONALE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 START = datetime(2025, 1, 1, tzinfo=UTC)
 YEAR = timedelta(days=365)
 DISTINCT = 10_000
@@ -49,21 +48,12 @@ CHUNK = 20_000
 
 
 def _database(kind: str, tmp: Path) -> tuple[str, Callable[[], None]]:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp}/analytics.db", lambda: None
-    import psycopg
+    """A fresh, migrated database and a function that drops it: bench/throughput.py's (imported here, not at
+    the top, so that the measuring processes load nothing the service would not)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import throughput
 
-    name = f"rationale_analytics_{os.getpid()}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    base = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    return f"{base}/{name}", drop
+    return throughput._database(kind, tmp)
 
 
 def _settings(url: str, tmp: Path) -> Any:

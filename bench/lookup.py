@@ -24,7 +24,6 @@ import argparse
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,33 +46,16 @@ from explain.samples import credit_spec, make_credit_frame, train_credit_pipelin
 from storage.db import Database
 from storage.tables import DecisionRow, ModelVersionRow
 
-POSTGRES_ADMIN = os.environ.get("RATIONALE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling benches import
+import throughput as _throughput
+
 START = datetime(2025, 1, 1, tzinfo=UTC)
 SUBJECTS = 50_000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _database(kind: str, tmp: Path) -> tuple[str, Callable[[], None]]:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp}/lookup.db", lambda: None
-    import psycopg
-
-    name = f"rationale_lookup_{os.getpid()}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    base = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    return f"{base}/{name}", drop
+# a free port, and a fresh migrated database with the function that drops it: bench/throughput.py's
+_free_port = _throughput._free_port
+_database = _throughput._database
 
 
 def fill(settings: Settings, n: int) -> float:
