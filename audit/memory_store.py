@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 
 from audit.entry import StoredEntry
 from audit.errors import EntryNotFoundError, LedgerGapError
-from audit.port import StoredCheckpoint, StoredKey
+from audit.port import EntryRow, StoredCheckpoint, StoredKey
 
 
 class MemoryLedgerStore:
@@ -37,6 +37,10 @@ class MemoryLedgerStore:
 
     def iter_range(self, start: int, end: int) -> Iterator[StoredEntry]:
         yield from self.entries[start:end]
+
+    def iter_rows(self, start: int, end: int) -> Iterator[EntryRow]:
+        for e in self.entries[start:end]:
+            yield e.index, e.type, e.recorded_at, e.canonical, e.leaf_hash
 
     def leaf_hashes(self, start: int, end: int) -> list[bytes]:
         return [e.leaf_hash for e in self.entries[start:end]]

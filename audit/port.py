@@ -12,6 +12,8 @@ from typing import Protocol
 
 from audit.entry import StoredEntry
 
+EntryRow = tuple[int, str, str, bytes, bytes]  # index, type, recorded_at, canonical, leaf_hash
+
 
 @dataclass(frozen=True, slots=True)
 class StoredCheckpoint:
@@ -53,6 +55,11 @@ class LedgerStore(Protocol):
 
     def iter_range(self, start: int, end: int) -> Iterator[StoredEntry]:
         """Entries with start <= index < end in index order, streamed in batches."""
+        ...
+
+    def iter_rows(self, start: int, end: int) -> Iterator[EntryRow]:
+        """``iter_range`` as plain (index, type, recorded_at, canonical, leaf_hash) tuples: the verifier reads
+        every entry once, and building a frozen object per entry was a fifth of its time."""
         ...
 
     def leaf_hashes(self, start: int, end: int) -> list[bytes]:

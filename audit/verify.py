@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from audit.canonical import canonical_bytes
 from audit.checkpoint import OpenedCheckpoint, open_checkpoint
-from audit.entry import parse_timestamp
+from audit.entry import StoredEntry, parse_timestamp
 from audit.errors import AuditError, CorruptRowError, SignatureError
 from audit.ledger import Ledger
 from audit.merkle import EMPTY_ROOT, node_hash, verify_consistency
@@ -194,18 +194,13 @@ class _Walk:
             end = min(size, start + self.batch)
             self.table = "ledger_entries"
             try:
-                for entry in store.iter_range(start, end):
-                    if entry.index != position:
-                        raise _fail(
-                            "entry", position, f"entry {position} is missing (found {entry.index} in its place)"
-                        )
-                    canonical = entry.canonical
+                for index, kind, stamp, canonical, leaf in store.iter_rows(start, end):
+                    if index != position:
+                        raise _fail("entry", position, f"entry {position} is missing (found {index} in its place)")
                     if not canonical.startswith(b'{"index":%d,"payload":' % position):
                         raise _fail("entry", position, f"entry {position}: its bytes do not carry index {position}")
-                    leaf = entry.leaf_hash
                     if sha256(b"\x00" + canonical).digest() != leaf:
                         raise _fail("entry", position, f"entry {position}: stored bytes do not hash to its leaf hash")
-                    stamp, kind = entry.recorded_at, entry.type
                     if stamp != last_stamp or kind != last_type:  # entries of one append share both
                         last_stamp, last_type = stamp, kind
                         tail = b"".join(
@@ -215,7 +210,7 @@ class _Walk:
                         message = f"entry {position}: its type or recorded_at column differs from its bytes"
                         raise _fail("entry", position, message)
                     if kind == rotation:
-                        problem = self.trust.apply(entry)
+                        problem = self.trust.apply(StoredEntry(index, kind, stamp, canonical, leaf))
                         if problem:
                             raise _fail("entry", position, problem)
                     collect(leaf)

@@ -109,7 +109,15 @@ class Database:
             )
             _configure_sqlite(engine)
         else:
-            engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=1800)
+            engine = create_engine(
+                url,
+                echo=echo,
+                pool_pre_ping=True,
+                pool_size=10,
+                max_overflow=20,
+                pool_recycle=1800,
+                json_serializer=_row_json,
+            )
         return cls(engine)
 
     @contextmanager
@@ -175,9 +183,10 @@ class Database:
 
 
 def _row_json(value: Any) -> str:
-    """JSON columns on SQLite hold RFC 8785 text, the spelling of the ledger's entries, so `rationale verify`
-    can let SQLite compare a row with its entry as text (storage/rowscan.py); anything RFC 8785 cannot
-    encode is written as plain JSON (and then checked the slow way)."""
+    """JSON is written as RFC 8785 text, the spelling of the ledger's entries: SQLite's JSON columns and a
+    decision's ``json`` columns on PostgreSQL keep that text, so `rationale verify` can let the database
+    compare a row with its entry as text (storage/rowscan.py); anything RFC 8785 cannot encode is written as
+    plain JSON (and then checked the slow way)."""
     try:
         return canonical_bytes(value).decode("utf-8")
     except NonCanonicalValueError:

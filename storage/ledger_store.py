@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from audit.entry import StoredEntry
 from audit.errors import CorruptRowError, EntryNotFoundError, LedgerGapError
-from audit.port import StoredCheckpoint, StoredKey
+from audit.port import EntryRow, StoredCheckpoint, StoredKey
 from storage.bulk import insert_rows
 from storage.driver import driver_rows
 from storage.tables import CheckpointRow, LedgerEntryRow, LedgerNodeRow, SigningKeyRow
@@ -78,6 +78,20 @@ class SqlLedgerStore:
                     yield StoredEntry(idx, entry_type, recorded_at, canonical, leaf)
                 else:
                     yield _checked_entry(idx, entry_type, recorded_at, canonical, leaf)
+            cursor = upper
+
+    def iter_rows(self, start: int, end: int) -> Iterator[EntryRow]:
+        cursor = start
+        while cursor < end:
+            upper = min(end, cursor + RANGE_BATCH)
+            for row in driver_rows(self.session, _RANGE_SQL, (cursor, upper)):
+                idx, entry_type, recorded_at, canonical, leaf = row
+                plain = type(idx) is int and type(canonical) is bytes and type(leaf) is bytes
+                if plain and type(entry_type) is str and type(recorded_at) is str:
+                    yield cast(EntryRow, row)
+                else:
+                    e = _checked_entry(idx, entry_type, recorded_at, canonical, leaf)
+                    yield e.index, e.type, e.recorded_at, e.canonical, e.leaf_hash
             cursor = upper
 
     def rotation_entries(self) -> list[StoredEntry]:

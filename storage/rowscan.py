@@ -287,7 +287,12 @@ def decision_candidates(
 ) -> set[int] | None:
     """Seqs of decision rows (all, or those in ``seqs``: a search page) the database cannot vouch for, or
     None when it could not compare."""
-    q = _Sql(session.get_bind().dialect.name)
+    dialect = session.get_bind().dialect.name
+    where = f"d.seq IN ({', '.join(str(int(seq)) for seq in seqs) or 'NULL'})" if seqs is not None else ""
+    params = {f"ref{n}": ref for n, ref in enumerate(model_refs.values())}
+    if dialect == "postgresql":
+        return _candidates(session, _decisions_as_text(model_refs, where), params)
+    q = _Sql(dialect)
     refs = " OR ".join(
         f"(d.model_version_id = {int(i)} AND {q.scalar('payload.model')} = :ref{n})" for n, i in enumerate(model_refs)
     )
@@ -307,11 +312,82 @@ def decision_candidates(
         f"d.body_sha256 = {q.scalar('payload.body_sha256')}",
         f"({refs or '1 = 0'})",
     ]
-    where = f"d.seq IN ({', '.join(str(int(seq)) for seq in seqs) or 'NULL'})" if seqs is not None else ""
     source, prefix = q.source("decisions", "d", where)
     query = f"SELECT d.seq FROM {source} WHERE {prefix}NOT {q.vouched(conditions)}"
-    params = {f"ref{n}": ref for n, ref in enumerate(model_refs.values())}
     return _candidates(session, query, params)
+
+
+_STAMP = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+# A version-1 decision.recorded entry in RFC 8785 spelling, cut where the row holds no copy of the member:
+#   {"index":I,"payload":{"body_sha256":S,"client_output":J,"context":J,"decision_id":S,
+#   "explanations_requested":<list>   ,"inputs":J,"model":S,"model_artifact_sha256":<"64 hex">
+#   ,"occurred_at":"T","output":J,"output_mismatch":<null|object>   ,"subject_ref":S},"recorded_at":"T",
+#   "type":"decision.recorded"}
+_HEAD = (
+    """'{"index":' || d.ledger_index || ',"payload":{"body_sha256":' || to_json(d.body_sha256)::text"""
+    """ || ',"client_output":' || COALESCE(d.client_output::text, 'null') || ',"context":' || d.context::text"""
+    """ || ',"decision_id":' || to_json(d.decision_id)::text || ',"explanations_requested":'"""
+)
+_INPUTS = (
+    """',"inputs":' || d.inputs::text || ',"model":' || to_json(d.model_ref)::text"""
+    """ || ',"model_artifact_sha256":'"""
+)
+_OUTPUT = (
+    """',"occurred_at":"' || """ + _STAMP.format("d.occurred_at") + """ || '","output":' || d.output::text"""
+    """ || ',"output_mismatch":'"""
+)
+_TAIL = (
+    """',"subject_ref":' || COALESCE(to_json(d.subject_ref)::text, 'null') || '},"recorded_at":"' || """
+    + _STAMP.format("d.recorded_at")
+    + """ || '","type":"decision.recorded"}'"""
+)
+_INPUTS_KEY = "'\\x2c22696e70757473223a'::bytea"  # ,"inputs":
+_SHA_WIDTH = 66  # "<64 hex digits>"
+
+
+def _decisions_as_text(model_refs: dict[int, str], where: str) -> str:
+    """PostgreSQL: each decision row spelled as its entry's bytes and compared with them, piece by piece.
+
+    Parsing every entry as jsonb costs ~5 µs (most of a verify); a decision's JSON columns hold RFC 8785 text
+    (``json`` columns, storage.db's serializer), so the row can be spelled as the entry instead and compared
+    as bytes, ~2.5 µs. The row has no copy of three members (the explanations requested, the artifact's
+    hash, the mismatch details), so the pieces between them are compared where they must stand:
+
+    - the head is the entry's prefix and the tail its suffix, at fixed lengths from the row;
+    - the inputs piece starts at the first ``,"inputs":`` after the head: only a key can be spelled so (a
+      quote inside a JSON string is escaped), and the list before it holds strings only (the payload class
+      refuses anything else), so that is the payload's own member;
+    - the output piece follows the 66-byte hash string; what is left before the tail is the mismatch
+      details, ``null`` exactly when the row says the outputs agreed.
+
+    Each compared column is a whole JSON value (PostgreSQL checks ``json`` input), and a JSON value's extent
+    is fixed by its first byte, so equal bytes mean equal members. Anything else (another payload version,
+    a non-canonical spelling, a missing entry) is not vouched for: audit.rowcheck compares it in Python.
+    """
+    refs = ", ".join(f"({int(i)}, :ref{n})" for n, i in enumerate(model_refs)) or "(NULL, NULL)"
+    pieces = (
+        f"SELECT d.seq, d.output_mismatch AS mismatch, e.canonical AS t, convert_to({_HEAD}, 'UTF8') AS head, "
+        f"convert_to({_INPUTS}, 'UTF8') AS inputs, convert_to({_OUTPUT}, 'UTF8') AS output, "
+        f"convert_to({_TAIL}, 'UTF8') AS tail, (d.model_version_id, d.model_ref) IN ({refs}) AS known "
+        "FROM decisions d LEFT JOIN ledger_entries e ON e.idx = d.ledger_index "
+        f"{'WHERE ' + where if where else ''} OFFSET 0"
+    )
+    sizes = (
+        "SELECT length(s.head) AS h, length(s.inputs) AS i, length(s.output) AS o, length(s.tail) AS z, "
+        f"length(s.t) AS n, position({_INPUTS_KEY} IN substr(s.t, length(s.head) + 1)) AS p"
+    )
+    at_hash = "n.h + n.p + n.i"  # where the artifact's hash string starts (1-based, as substr counts)
+    at_output = f"{at_hash} + {_SHA_WIDTH}"
+    # substr, never get_byte: a row spelled longer than its entry must compare unequal, not stop the query
+    vouched = (
+        "s.known AND substr(s.t, 1, n.h) = s.head AND substr(s.t, GREATEST(n.n - n.z + 1, 1)) = s.tail "
+        "AND n.n >= n.h + n.z AND n.p > 0 AND substr(s.t, n.h + n.p, n.i) = s.inputs "
+        f"AND substr(s.t, {at_hash}, 1) = '\\x22'::bytea AND substr(s.t, {at_output} - 1, 1) = '\\x22'::bytea "
+        f"AND substr(s.t, {at_output}, n.o) = s.output "
+        f"AND (substr(s.t, {at_output} + n.o, GREATEST(n.n - n.z + 1 - ({at_output} + n.o), 0)) = 'null'::bytea) "
+        "= NOT s.mismatch"
+    )
+    return f"SELECT s.seq FROM ({pieces}) s CROSS JOIN LATERAL ({sizes}) n WHERE NOT COALESCE({vouched}, false)"
 
 
 def explanation_candidates(session: Session) -> set[str] | None:

@@ -22,6 +22,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
+# A decision's JSON columns keep their exact text on both databases (PostgreSQL's ``json``, not ``jsonb``):
+# storage.db writes RFC 8785 text, the spelling of the ledger's entries, so `rationale verify` can compare a
+# decision row with its entry's bytes as text instead of parsing each entry (storage/rowscan.py; 0007).
+TextJson = JSON()
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -77,14 +81,14 @@ class DecisionRow(Base):
     decision_id: Mapped[str] = mapped_column(String(200), unique=True)
     model_version_id: Mapped[int] = mapped_column(Integer)
     model_ref: Mapped[str] = mapped_column(String(260))
-    inputs: Mapped[dict[str, Any]] = mapped_column(JsonType)
-    output: Mapped[dict[str, Any]] = mapped_column(JsonType)
-    client_output: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    inputs: Mapped[dict[str, Any]] = mapped_column(TextJson)
+    output: Mapped[dict[str, Any]] = mapped_column(TextJson)
+    client_output: Mapped[dict[str, Any] | None] = mapped_column(TextJson, nullable=True)
     output_mismatch: Mapped[bool] = mapped_column(Boolean, default=False)
     subject_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    context: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    context: Mapped[dict[str, Any]] = mapped_column(TextJson)
     body_sha256: Mapped[str] = mapped_column(String(64))
     ledger_index: Mapped[int] = mapped_column(BigInteger)
 
