@@ -160,7 +160,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     services = _services(settings)
     try:
-        status = verify_whole_ledger(services, quiet=args.quiet, anchors=anchors or None)
+        status = verify_whole_ledger(services, quiet=args.quiet, anchors=anchors or None, exact=args.exact)
         if status == 0:  # witnesses (docs/witnesses.md): the latest checkpoint needs the quorum's cosignatures
             from api.services.witnessing import verify_witness_quorum
 
@@ -464,6 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--key-file", action="append", metavar="FILE", help="pinned verifier keys, one per line")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no list of trusted keys")
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="compare every row with its entry in this process, trusting the database for stored bytes only "
+        "(slower; by default PostgreSQL and SQLite first vouch for rows that match, see docs/threat-model.md)",
+    )
     p.add_argument(
         "--witness-key",
         action="append",

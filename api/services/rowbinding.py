@@ -49,11 +49,12 @@ def _key(table: str, row: dict[str, object]) -> str:
     return f"{name}={row.get(name)!r}"
 
 
-def check_all_rows(uow: UnitOfWork, *, columns_checked_below: int = 0) -> Iterator[RowMismatch]:
+def check_all_rows(uow: UnitOfWork, *, columns_checked_below: int = 0, exact: bool = False) -> Iterator[RowMismatch]:
     """Stream every row-backed table and the ledger once each; yields each mismatch as it is found.
 
     ``columns_checked_below``: entries below this index had their entry_type and recorded_at columns checked
     against their bytes already (a ledger walk that passed does that for every entry), so are not read again.
+    ``exact``: the database vouches for nothing (no prefilter); every row and entry head is compared here.
     """
     size = uow.ledger.size()
     claimed = bytearray(size)
@@ -118,16 +119,17 @@ def check_all_rows(uow: UnitOfWork, *, columns_checked_below: int = 0) -> Iterat
     yield from rows(
         "decisions",
         lambda row, entry: check_decision(row, entry, model_ref=model_refs.get(row.get("model_version_id"))),  # type: ignore[arg-type]
-        decision_candidates(session, refs),  # type: ignore[arg-type]
+        None if exact else decision_candidates(session, refs),  # type: ignore[arg-type]
     )
-    yield from rows("explanations", check_explanation, explanation_candidates(session))  # type: ignore[arg-type]
+    explained = None if exact else explanation_candidates(session)
+    yield from rows("explanations", check_explanation, explained)  # type: ignore[arg-type]
     yield from rows("outcomes", check_outcome)  # type: ignore[arg-type]
 
     for job_id, state in finished_jobs_without_explanation(session):
         message = f"jobs row id={job_id!r} is marked {state} but no explanation entry records its result"
         yield RowMismatch("jobs", f"id={job_id!r}", None, ("state",), message)
 
-    suspects = entry_column_candidates(session, start=columns_checked_below)
+    suspects = None if exact else entry_column_candidates(session, start=columns_checked_below)
     # the database compares each ledger row's columns with its bytes; if it cannot, every entry in Python
     heads = iter_entry_heads(session) if suspects is None else _heads_of(session, suspects)
     corrected: dict[int, str] = {}
@@ -167,11 +169,13 @@ def row_failure(mismatch: RowMismatch) -> Failure:
     return Failure(what="row", position=position, message=mismatch.message)
 
 
-def verify_rows(uow: UnitOfWork, *, limit: int = 50, columns_checked_below: int = 0) -> tuple[int, list[Failure]]:
+def verify_rows(
+    uow: UnitOfWork, *, limit: int = 50, columns_checked_below: int = 0, exact: bool = False
+) -> tuple[int, list[Failure]]:
     """(number of row findings, the first ``limit`` of them as Failures), printing nothing."""
     shown: list[Failure] = []
     count = 0
-    for mismatch in check_all_rows(uow, columns_checked_below=columns_checked_below):
+    for mismatch in check_all_rows(uow, columns_checked_below=columns_checked_below, exact=exact):
         count += 1
         if len(shown) < limit:
             shown.append(row_failure(mismatch))

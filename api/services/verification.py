@@ -49,19 +49,21 @@ def check_everything(
     anchors: Sequence[VerifierKey],
     progress: Callable[[int, int], None] | None = None,
     parallel_from: int = PARALLEL_FROM,
+    exact: bool = False,
 ) -> WholeCheck:
     """Ledger and rows, at once in two processes when the ledger has ``parallel_from`` entries or more and the
-    database can be opened from another process; one after the other otherwise."""
+    database can be opened from another process; one after the other otherwise. ``exact``: every row is
+    compared in Python (api.services.rowbinding), none vouched for by the database."""
     started = time.perf_counter()
     with db.unit_of_work(write=False) as uow:
         size = uow.ledger.size()
         rows = None
         if size >= parallel_from and db.shared_with_other_processes and os.name == "posix":
-            rows = _start_row_check(db, columns_checked_below=size)
+            rows = _start_row_check(db, columns_checked_below=size, exact=exact)
         report = verify_ledger(uow.ledger, anchors=anchors, progress=progress)
         found = _child_result(rows) if rows is not None else None
         if found is None or not report.ok:  # no child, or the walk did not vouch for the entries' columns
-            found = verify_rows(uow, columns_checked_below=size if report.ok else 0)
+            found = verify_rows(uow, columns_checked_below=size if report.ok else 0, exact=exact)
         row_count, row_failures = found
     return WholeCheck(report, row_count, row_failures, time.perf_counter() - started)
 
@@ -78,14 +80,16 @@ def _child_result(
         return None
 
 
-def _start_row_check(db: Database, *, columns_checked_below: int) -> Callable[[], tuple[int, list[Failure]]]:
+def _start_row_check(
+    db: Database, *, columns_checked_below: int, exact: bool
+) -> Callable[[], tuple[int, list[Failure]]]:
     """The row check in a forked child; returns the function that waits for its result. The child skips the
     ledger columns of the entries below ``columns_checked_below``: the walk running meanwhile checks those;
     when it fails, its caller runs the whole row check again."""
     context = multiprocessing.get_context("fork")  # spawn would re-import the service: ~1 s per run
     receiving, sending = context.Pipe(duplex=False)
     child = context.Process(
-        target=_row_check_child, args=(db, sending, columns_checked_below), daemon=True, name="rationale-rows"
+        target=_row_check_child, args=(db, sending, columns_checked_below, exact), daemon=True, name="rationale-rows"
     )
     child.start()
     sending.close()
@@ -106,11 +110,11 @@ def _start_row_check(db: Database, *, columns_checked_below: int) -> Callable[[]
     return result
 
 
-def _row_check_child(db: Database, sending: Connection, columns_checked_below: int) -> None:
+def _row_check_child(db: Database, sending: Connection, columns_checked_below: int, exact: bool) -> None:
     db.engine.dispose(close=False)  # the parent's pooled connections stay the parent's
     try:
         with db.unit_of_work(write=False) as uow:
-            sending.send(verify_rows(uow, columns_checked_below=columns_checked_below))
+            sending.send(verify_rows(uow, columns_checked_below=columns_checked_below, exact=exact))
     except BaseException as exc:  # the parent re-raises it; an unpicklable one travels as its text
         sending.send(RuntimeError(f"row check failed: {type(exc).__name__}: {exc}"))
     finally:
@@ -118,7 +122,7 @@ def _row_check_child(db: Database, sending: Connection, columns_checked_below: i
 
 
 def verify_whole_ledger(
-    services: Services, *, quiet: bool = False, anchors: Sequence[VerifierKey] | None = None
+    services: Services, *, quiet: bool = False, anchors: Sequence[VerifierKey] | None = None, exact: bool = False
 ) -> int:
     """Exit status 0 when every entry, tree node, checkpoint, stored key and row verifies; 1 naming the first
     bad place (table and position). ``anchors``, when given, are the only trusted keys (``verify --key``)."""
@@ -132,7 +136,7 @@ def verify_whole_ledger(
         bar.n = done
         bar.refresh()
 
-    whole = check_everything(services.db, anchors=trusted, progress=progress)
+    whole = check_everything(services.db, anchors=trusted, progress=progress, exact=exact)
     bar.close()
     report = whole.report
     source = "given with --key" if anchors else "keyring and RATIONALE_TRUSTED_KEYS"

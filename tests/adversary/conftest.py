@@ -93,8 +93,9 @@ class Populated:
                 conn.execute(text(f'DROP TRIGGER "{name}"'))
 
     @contextlib.contextmanager
-    def attack(self, tamper: Callable[[Connection], None]) -> Iterator[Attacked]:
-        """Tamper in a transaction, verify and read inside it, then roll it back."""
+    def attack(self, tamper: Callable[[Connection], None], *, exact: bool = False) -> Iterator[Attacked]:
+        """Tamper in a transaction, verify (``exact``: `rationale verify --exact`) and read inside it, then roll
+        it back."""
         original = self.services.db
         with original.engine.connect() as conn:
             transaction = conn.begin()
@@ -113,7 +114,7 @@ class Populated:
                 try:
                     out, err = io.StringIO(), io.StringIO()
                     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                        status = verify_whole_ledger(self.services, quiet=True)
+                        status = verify_whole_ledger(self.services, quiet=True, exact=exact)
                     yield Attacked(status, err.getvalue() + out.getvalue(), self.services)
                 finally:
                     self.services.db = original
@@ -176,6 +177,38 @@ def _facts(services: Services) -> Facts:
     return facts
 
 
+def open_ledger(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    sqlite_template: Path,
+    pg_templates: PostgresTemplates,
+    populate: Callable[[Services], None],
+) -> Iterator[Populated]:
+    """A fresh database of ``request.param``'s back-end, filled by ``populate`` and verified, then dropped."""
+    tmp = tmp_path_factory.mktemp(f"adversary-{request.param}")
+    if request.param == "sqlite":
+        shutil.copy(sqlite_template, tmp / "rationale.db")
+        url = f"sqlite:///{tmp / 'rationale.db'}"
+    else:
+        try:
+            url = pg_templates.fresh()
+        except psycopg.OperationalError as exc:
+            postgres_unreachable(exc)
+    settings = Settings(
+        environment="test", data_dir=tmp / "data", database_url=url, workers=0, origin="rationale.test/adversary"
+    )
+    services = build_services(settings)
+    try:
+        populate(services)
+        assert verify_whole_ledger(services, quiet=True) == 0
+        yield Populated(request.param, services, _facts(services))
+    finally:
+        services.close()
+        if request.param == "postgresql":
+            with contextlib.suppress(psycopg.Error):
+                pg_templates.drop(url)
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def populated(
     request: pytest.FixtureRequest,
@@ -184,25 +217,4 @@ def populated(
     _pg_templates: PostgresTemplates,
 ) -> Iterator[Populated]:
     """A ledger of one model, six decisions with SHAP explanations, three outcomes and two checkpoints."""
-    tmp = tmp_path_factory.mktemp(f"adversary-{request.param}")
-    if request.param == "sqlite":
-        shutil.copy(_sqlite_template, tmp / "rationale.db")
-        url = f"sqlite:///{tmp / 'rationale.db'}"
-    else:
-        try:
-            url = _pg_templates.fresh()
-        except psycopg.OperationalError as exc:
-            postgres_unreachable(exc)
-    settings = Settings(
-        environment="test", data_dir=tmp / "data", database_url=url, workers=0, origin="rationale.test/adversary"
-    )
-    services = build_services(settings)
-    try:
-        _populate(services)
-        assert verify_whole_ledger(services, quiet=True) == 0
-        yield Populated(request.param, services, _facts(services))
-    finally:
-        services.close()
-        if request.param == "postgresql":
-            with contextlib.suppress(psycopg.Error):
-                _pg_templates.drop(url)
+    yield from open_ledger(request, tmp_path_factory, _sqlite_template, _pg_templates, _populate)
