@@ -1,9 +1,10 @@
 """Streaming every row that indexes a ledger entry, with that entry's bytes, for ``rationale verify``.
 
 Rows come out as plain dicts keyed by column name, in primary-key batches, each joined to its entry by the
-entry's primary key (one index lookup per row, done by the database). JSON and (on SQLite) timestamp columns
+entry's primary key (one index lookup per row, done by the database). On SQLite, JSON and timestamp columns
 are read as text and parsed here, so a value an attacker wrote that no longer parses is reported as a
-mismatch instead of stopping the scan; such a value comes out as ``UNREADABLE``.
+mismatch instead of stopping the scan; such a value comes out as ``UNREADABLE``. On PostgreSQL the types
+check their own input, and values are read without SQL casts, which an insider could redefine.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from sqlalchemy import JSON, Column, DateTime, Select, String, Table, Text, and_
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 from audit.entry import StoredEntry
 from storage.driver import driver_rows
+from storage.sql_guard import pin_and_check
 from storage.tables import DecisionRow, ExplanationRow, JobRow, LedgerEntryRow, ModelVersionRow, OutcomeRow
 
 BATCH = 5_000
@@ -61,9 +64,13 @@ def _columns(table: Table, sqlite: bool, prefix: str = "") -> tuple[list[Any], d
     for column in table.columns:
         label = f"{prefix}{column.name}"
         col: Column[Any] = column
-        if isinstance(column.type, JSON):
+        if isinstance(column.type, JSON) and sqlite:
             selected.append(sql_cast(col, Text).label(label))
             parsers[label] = _json
+        elif isinstance(column.type, JSON):
+            # PostgreSQL: no CAST (an insider can define the cast from json to text); the driver decodes the
+            # type's own output, and a column retyped to text arrives as a string that matches no member
+            selected.append(type_coerce(col, NullType()).label(label))
         elif sqlite and isinstance(getattr(column.type, "impl", None), DateTime):
             selected.append(type_coerce(col, String).label(label))
             parsers[label] = _sqlite_time
@@ -421,6 +428,8 @@ def explanation_candidates(session: Session) -> set[str] | None:
 
 
 def _candidates(session: Session, query: str, params: dict[str, Any]) -> set[Any] | None:
+    if pin_and_check(session) is not None:
+        return None  # the server's comparison may not mean what it says: compare every row in Python
     try:
         with session.begin_nested():
             return {key for (key,) in session.execute(text(query), params)}

@@ -32,6 +32,7 @@ from api.container import Services
 from api.schemas import DecisionCreate, FeatureIn, ManifestIn
 from api.services.decisions import record_decisions
 from api.services.models import register_model
+from audit.canonical import canonical_bytes
 from audit.rowcheck import same_json
 from explain.artifacts import dump_skops
 from explain.samples import credit_spec, make_credit_frame, train_credit_pipeline
@@ -100,6 +101,11 @@ def tricky(
     yield from open_ledger(request, tmp_path_factory, _sqlite_template, _pg_templates, _populate)
 
 
+# SQLite runs no SQL an attacker defines (no functions, casts or operators live in the file) and its JSON
+# columns are plain text: these attacks and spellings exist on PostgreSQL only.
+POSTGRES_ONLY = pytest.mark.parametrize("tricky", ["postgresql"], indirect=True)
+
+
 def _values(node: Any) -> Iterator[Any]:
     """Every JSON value inside ``node``, itself included, and every object key (as a string)."""
     yield node
@@ -159,11 +165,10 @@ def test_a_column_set_to_any_value_of_its_entry_is_named(tricky: Populated, data
         assert f"decisions row decision_id={served!r}" in result.output, result.output
 
 
+@POSTGRES_ONLY
 def test_a_respelled_but_equal_row_is_not_reported(tricky: Populated) -> None:
     """The other side of the text comparison: a row spelled differently (spaces, key order) but holding the
     same values goes to the Python comparison, which finds nothing. Only the database's vouching differs."""
-    if tricky.backend != "postgresql":
-        pytest.skip("SQLite's JSON columns are plain text; this spelling concerns PostgreSQL's json columns")
 
     def tamper(conn: Connection) -> None:
         row, _ = _entry(conn, "x-0")
@@ -192,15 +197,13 @@ def _edit_subject(conn: Connection) -> str:
 def _cast_json_spelling(conn: Connection) -> str:
     """The inputs are edited; a cast from json to text spells the edited inputs as the recorded ones."""
     row, document = _entry(conn, "x-1")
-    recorded = json.dumps(document["payload"]["inputs"], sort_keys=True, separators=(",", ":"))
+    recorded = canonical_bytes(document["payload"]["inputs"]).decode()
     edited = json.dumps({**row["inputs"], "age": 99}, sort_keys=True, separators=(",", ":"))
     conn.execute(text("UPDATE decisions SET inputs = CAST(:v AS json) WHERE decision_id = 'x-1'"), {"v": edited})
-    conn.execute(
-        text(
-            "CREATE FUNCTION public.rationale_spell(json) RETURNS text LANGUAGE sql IMMUTABLE AS $$ "
-            "SELECT CASE WHEN pg_catalog.textin(pg_catalog.json_out($1)) = "
-            f"'{edited}' THEN '{recorded}' ELSE pg_catalog.textin(pg_catalog.json_out($1)) END $$"
-        )
+    conn.exec_driver_sql(  # no bind parameters: the JSON's colons are literal
+        "CREATE FUNCTION public.rationale_spell(json) RETURNS text LANGUAGE sql IMMUTABLE AS $$ "
+        "SELECT CASE WHEN pg_catalog.textin(pg_catalog.json_out($1)) = "
+        f"'{edited}' THEN '{recorded}' ELSE pg_catalog.textin(pg_catalog.json_out($1)) END $$"
     )
     conn.execute(text("CREATE CAST (json AS text) WITH FUNCTION public.rationale_spell(json)"))
     return "x-1"
@@ -228,11 +231,9 @@ def _retype_and_shift(conn: Connection) -> str:
     return "x-forged"
 
 
+@POSTGRES_ONLY
 @pytest.mark.parametrize("attack", ["shadowed =", "json cast", "retyped column"])
 def test_ddl_cannot_make_the_database_vouch_for_an_edited_row(tricky: Populated, attack: str) -> None:
-    if tricky.backend != "postgresql":
-        pytest.skip("SQLite runs no SQL an attacker can define: no functions, casts or operators live in the file")
-
     edited: list[str] = []
 
     def tamper(conn: Connection) -> None:
@@ -249,10 +250,9 @@ def test_ddl_cannot_make_the_database_vouch_for_an_edited_row(tricky: Populated,
         assert f"decisions row decision_id={edited[0]!r}" in result.output, result.output
 
 
+@POSTGRES_ONLY
 def test_exact_names_an_edit_hidden_by_a_rewritten_builtin_operator(tricky: Populated) -> None:
     """A superuser can rewrite the system catalog itself; `verify --exact` reads only stored bytes."""
-    if tricky.backend != "postgresql":
-        pytest.skip("PostgreSQL's system catalog")
 
     def tamper(conn: Connection) -> None:
         _edit_subject(conn)
