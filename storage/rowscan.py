@@ -437,6 +437,12 @@ def _candidates(session: Session, query: str, params: dict[str, Any]) -> set[Any
         return None  # bytes the JSON functions refuse: compare every row in Python instead
 
 
+def iter_claimed_indexes(session: Session, table_name: str) -> Iterator[Any]:
+    """The ledger_index of every row of ``table_name``, as stored."""
+    for (index,) in driver_rows(session, f"SELECT ledger_index FROM {_TABLES[table_name].name}"):
+        yield index
+
+
 def iter_claims(session: Session, table_name: str, key_column: str) -> Iterator[tuple[Any, Any]]:
     """(``key_column``, ledger_index) of every row of ``table_name``."""
     table = _TABLES[table_name]
@@ -456,12 +462,10 @@ def entry_column_candidates(session: Session, *, start: int = 0) -> set[int] | N
     return _candidates(session, query, {"start": start})
 
 
-def iter_typed_entries(session: Session, types: Sequence[str]) -> Iterator[tuple[int, str]]:
-    """(idx, entry_type column) of the entries whose type column is one of ``types``."""
-    marks = ", ".join("?" for _ in types)
-    query = f"SELECT idx, entry_type FROM ledger_entries WHERE entry_type IN ({marks})"
-    for idx, entry_type in driver_rows(session, query, list(types)):
-        yield int(idx), str(entry_type)
+def iter_indexes_of_type(session: Session, entry_type: str) -> Iterator[int]:
+    """Indexes of the entries whose type column is ``entry_type``."""
+    for (idx,) in driver_rows(session, "SELECT idx FROM ledger_entries WHERE entry_type = ?", [entry_type]):
+        yield int(idx)
 
 
 def read_head(session: Session, index: int) -> tuple[int, Any, Any, bytes] | None:
