@@ -290,12 +290,18 @@ class _Sql:
 
 
 def decision_candidates(
-    session: Session, model_refs: dict[int, str], *, seqs: Sequence[int] | None = None
+    session: Session,
+    model_refs: dict[int, str],
+    *,
+    seqs: Sequence[int] | None = None,
+    seq_range: tuple[int, int] | None = None,
 ) -> set[int] | None:
-    """Seqs of decision rows (all, or those in ``seqs``: a search page) the database cannot vouch for, or
-    None when it could not compare."""
+    """Seqs of decision rows (all, those in ``seqs``: a search page, or those with lo <= seq < hi) the
+    database cannot vouch for, or None when it could not compare."""
     dialect = session.get_bind().dialect.name
     where = f"d.seq IN ({', '.join(str(int(seq)) for seq in seqs) or 'NULL'})" if seqs is not None else ""
+    if seq_range is not None:
+        where = f"d.seq >= {int(seq_range[0])} AND d.seq < {int(seq_range[1])}"
     params = {f"ref{n}": ref for n, ref in enumerate(model_refs.values())}
     if dialect == "postgresql":
         return _candidates(session, _decisions_as_text(model_refs, where), params)
@@ -435,6 +441,12 @@ def _candidates(session: Session, query: str, params: dict[str, Any]) -> set[Any
             return {key for (key,) in session.execute(text(query), params)}
     except SQLAlchemyError:
         return None  # bytes the JSON functions refuse: compare every row in Python instead
+
+
+def decision_seq_bounds(session: Session) -> tuple[int, int]:
+    """(lowest seq, highest seq + 1) of the decisions table; (0, 0) when it is empty."""
+    lo, hi = session.execute(text("SELECT min(seq), max(seq) FROM decisions")).one()
+    return (0, 0) if lo is None else (int(lo), int(hi) + 1)
 
 
 def iter_claimed_indexes(session: Session, table_name: str) -> Iterator[Any]:

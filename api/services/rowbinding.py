@@ -50,12 +50,23 @@ def _key(table: str, row: dict[str, object]) -> str:
     return f"{name}={row.get(name)!r}"
 
 
-def check_all_rows(uow: UnitOfWork, *, columns_checked_below: int = 0, exact: bool = False) -> Iterator[RowMismatch]:
+DecisionPrefilter = Callable[[Session, dict[int, str]], "set[int] | None"]
+
+
+def check_all_rows(
+    uow: UnitOfWork,
+    *,
+    columns_checked_below: int = 0,
+    exact: bool = False,
+    prefilter: DecisionPrefilter | None = None,
+) -> Iterator[RowMismatch]:
     """Stream every row-backed table and the ledger once each; yields each mismatch as it is found.
 
     ``columns_checked_below``: entries below this index had their entry_type and recorded_at columns checked
     against their bytes already (a ledger walk that passed does that for every entry), so are not read again.
     ``exact``: the database vouches for nothing (no prefilter); every row and entry head is compared here.
+    ``prefilter``: how the decision rows the database vouches for are found (default
+    storage.rowscan.decision_candidates; `verify` shares that work between two processes).
     """
     size = uow.ledger.size()
     claimed = bytearray(size)
@@ -118,12 +129,6 @@ def check_all_rows(uow: UnitOfWork, *, columns_checked_below: int = 0, exact: bo
         for table in ("model_versions", "decisions", "explanations", "outcomes"):
             yield from claims(table)
     yield from rows("model_versions", model_check)
-    refs = {k: v for k, v in model_refs.items() if type(k) is int}
-    yield from rows(
-        "decisions",
-        lambda row, entry: check_decision(row, entry, model_ref=model_refs.get(row.get("model_version_id"))),  # type: ignore[arg-type]
-        None if exact else decision_candidates(session, refs),  # type: ignore[arg-type]
-    )
     explained = None if exact else explanation_candidates(session)
     yield from rows("explanations", check_explanation, explained)  # type: ignore[arg-type]
     yield from rows("outcomes", check_outcome)  # type: ignore[arg-type]
@@ -163,6 +168,15 @@ def check_all_rows(uow: UnitOfWork, *, columns_checked_below: int = 0, exact: bo
             message = f"ledger entry {index} ({entry_type}) has no row in {owner} (the row was removed)"
             yield RowMismatch(owner, f"ledger_index={index}", index, ("missing",), message)
 
+    # the decisions last: the shared prefilter may wait for the verifying process's pieces (after its walk),
+    # so everything else is done first
+    refs = {k: v for k, v in model_refs.items() if type(k) is int}
+    yield from rows(
+        "decisions",
+        lambda row, entry: check_decision(row, entry, model_ref=model_refs.get(row.get("model_version_id"))),  # type: ignore[arg-type]
+        None if exact else (prefilter or decision_candidates)(session, refs),  # type: ignore[arg-type]
+    )
+
 
 def _claims_unique(session: Session, claimed: bytearray) -> bool:
     """Mark every in-range ledger_index of the four row tables in ``claimed``; False at the first entry two
@@ -192,12 +206,18 @@ def row_failure(mismatch: RowMismatch) -> Failure:
 
 
 def verify_rows(
-    uow: UnitOfWork, *, limit: int = 50, columns_checked_below: int = 0, exact: bool = False
+    uow: UnitOfWork,
+    *,
+    limit: int = 50,
+    columns_checked_below: int = 0,
+    exact: bool = False,
+    prefilter: DecisionPrefilter | None = None,
 ) -> tuple[int, list[Failure]]:
     """(number of row findings, the first ``limit`` of them as Failures), printing nothing."""
     shown: list[Failure] = []
     count = 0
-    for mismatch in check_all_rows(uow, columns_checked_below=columns_checked_below, exact=exact):
+    found = check_all_rows(uow, columns_checked_below=columns_checked_below, exact=exact, prefilter=prefilter)
+    for mismatch in found:
         count += 1
         if len(shown) < limit:
             shown.append(row_failure(mismatch))

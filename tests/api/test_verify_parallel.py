@@ -43,6 +43,32 @@ def test_parallel_and_sequential_checks_agree(services, recorded, edit) -> None:
         assert ("decisions" if edit == "subject_ref" else "outcomes") in failure.message
 
 
+def test_the_verifying_process_takes_pieces_of_the_decision_prefilter(services, recorded, monkeypatch) -> None:  # noqa: F811
+    """Once its walk is done, the verifying process shares the row check's decision prefilter; what its pieces
+    find must reach the report. The row check process is slowed so the verifying process takes most pieces."""
+    import time
+
+    from api.services import verification
+    from storage.rowscan import decision_candidates
+
+    parent, taken = os.getpid(), []
+
+    def candidates(session, refs, **kwargs):
+        if os.getpid() != parent:
+            time.sleep(0.5)
+        else:
+            taken.append(kwargs["seq_range"])
+        return decision_candidates(session, refs, **kwargs)
+
+    monkeypatch.setattr(verification, "decision_candidates", candidates)
+    _edit(services, DecisionRow, lambda t: t.c.decision_id == "r-1", subject_ref="someone-else")
+    sequential = check_everything(services.db, anchors=[], parallel_from=NEVER)
+    parallel = check_everything(services.db, anchors=[], parallel_from=EVERY_SIZE, share_piece=1)
+    assert taken, "the verifying process took no piece"
+    assert (parallel.row_count, parallel.row_failures) == (sequential.row_count, sequential.row_failures)
+    assert parallel.row_count == 1 and "decision_id='r-1'" in parallel.row_failures[0].message
+
+
 def test_never_forks_where_the_child_would_read_other_data(database: Database, tmp_path) -> None:
     assert database.shared_with_other_processes
     assert not Database.from_url("sqlite://").shared_with_other_processes
