@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, func, literal, not_, or_, select
+from sqlalchemy import ColumnElement, and_, cast, func, literal, not_, or_, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from storage.tables import DecisionRow, DeploymentRow, ExplanationRow, OutcomeRow
@@ -159,14 +160,20 @@ class AnalyticsQueries:
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, int]]]:
         """One scan of the window: a float array per numeric feature (missing values dropped) and the count
         of each value per categorical feature."""
-        columns = [DecisionRow.inputs[f].as_float() for f in numeric]
-        columns += [DecisionRow.inputs[f].as_string() for f in categorical]
         names = [*numeric, *categorical]
         if not names:
             return {}, {}
+        inputs: Any = DecisionRow.inputs
+        query = select().where(*_where(window))
+        if self.dialect == "postgresql":
+            # a decision's inputs are json text there (storage.tables.TextJson): parsed once per row into
+            # jsonb in a subquery the planner keeps (OFFSET 0), not re-read at every feature's extraction
+            parsed = select(cast(DecisionRow.inputs, JSONB).label("j")).where(*_where(window)).offset(0).subquery()
+            inputs, query = parsed.c.j, select().select_from(parsed)
+        columns = [inputs[f].as_float() for f in numeric] + [inputs[f].as_string() for f in categorical]
         parts: list[list[Any]] = [[] for _ in names]
         counts: list[Counter[Any]] = [Counter() for _ in categorical]
-        for chunk in self._column_chunks(select(*columns).where(*_where(window))):
+        for chunk in self._column_chunks(query.add_columns(*columns)):
             for k in range(len(numeric)):
                 parts[k].append(np.array(chunk[k], dtype=float))
             for k in range(len(categorical)):
