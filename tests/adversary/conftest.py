@@ -123,7 +123,8 @@ class Populated:
         self.tamperings += 1
 
 
-def _populate(services: Services) -> None:
+def register_credit(services: Services, **manifest_fields: Any) -> None:
+    """The credit pipeline as model ``credit@1`` (40 background rows), the model every adversary ledger uses."""
     spec = credit_spec()
     background, _ = make_credit_frame(40, seed=7)
     manifest = ManifestIn(
@@ -133,9 +134,14 @@ def _populate(services: Services) -> None:
         class_labels=list(spec.class_labels),
         features=[FeatureIn(**f.to_dict()) for f in spec.features],
         background=background.to_dict(orient="records"),  # type: ignore[arg-type]
-        metadata={"owner": "adversary"},
+        **manifest_fields,
     )
     register_model(services, manifest=manifest, artifact=dump_skops(train_credit_pipeline(seed=0, n=600)))
+
+
+def _populate(services: Services) -> None:
+    spec = credit_spec()
+    register_credit(services, metadata={"owner": "adversary"})
     rows, _ = make_credit_frame(DECISIONS, seed=3)
     items = [
         DecisionCreate(

@@ -29,15 +29,13 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, Table, text, update
 
 from api.container import Services
-from api.schemas import DecisionCreate, FeatureIn, ManifestIn
+from api.schemas import DecisionCreate
 from api.services.decisions import record_decisions
-from api.services.models import register_model
 from audit.canonical import canonical_bytes
 from audit.rowcheck import same_json
-from explain.artifacts import dump_skops
-from explain.samples import credit_spec, make_credit_frame, train_credit_pipeline
+from explain.samples import credit_spec, make_credit_frame
 from storage.tables import DecisionRow
-from tests.adversary.conftest import Populated, open_ledger
+from tests.adversary.conftest import Populated, open_ledger, register_credit
 from tests.db_fixtures import BACKENDS, PostgresTemplates
 
 DECISIONS: Table = DecisionRow.__table__  # type: ignore[assignment]
@@ -49,16 +47,7 @@ NESTED = {"b": 0, "context": {}, "decision_id": "x-forged", "explanations_reques
 
 def _populate(services: Services) -> None:
     spec = credit_spec()
-    background, _ = make_credit_frame(40, seed=7)
-    manifest = ManifestIn(
-        name="credit",
-        version="1",
-        task="binary",
-        class_labels=list(spec.class_labels),
-        features=[FeatureIn(**f.to_dict()) for f in spec.features],
-        background=background.to_dict(orient="records"),  # type: ignore[arg-type]
-    )
-    register_model(services, manifest=manifest, artifact=dump_skops(train_credit_pipeline(seed=0, n=600)))
+    register_credit(services)
     rows, _ = make_credit_frame(3, seed=5)
     records = rows.to_dict(orient="records")
     contexts: list[dict[str, Any]] = [
