@@ -443,6 +443,15 @@ def _candidates(session: Session, query: str, params: dict[str, Any]) -> set[Any
         return None  # bytes the JSON functions refuse: compare every row in Python instead
 
 
+def page_candidates(session: Session, model_refs: dict[int, str], seqs: Sequence[int]) -> set[int] | None:
+    """The decision rows of one search page the database cannot vouch for; None (compare them all in
+    Python) on PostgreSQL, where checking that the server's SQL can be trusted (storage.sql_guard, ~5 ms of
+    catalog reads) costs more than reading and comparing a page of entries."""
+    if session.get_bind().dialect.name == "postgresql":
+        return None
+    return decision_candidates(session, model_refs, seqs=seqs)
+
+
 def decision_seq_bounds(session: Session) -> tuple[int, int]:
     """(lowest seq, highest seq + 1) of the decisions table; (0, 0) when it is empty."""
     lo, hi = session.execute(text("SELECT min(seq), max(seq) FROM decisions")).one()

@@ -13,7 +13,7 @@ from audit.payloads import ModelRegistered, PayloadError
 from audit.rowcheck import RowMismatch, parse_entry
 from storage.db import UnitOfWork
 from storage.records import DecisionRecord
-from storage.rowscan import decision_candidates, leaf_hashes, outcome_rows, read_entries
+from storage.rowscan import leaf_hashes, outcome_rows, page_candidates, read_entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +65,9 @@ def search_decisions(services: Services, query: DecisionQuery) -> tuple[list[Sea
 
 
 def _bind_page(uow: UnitOfWork, items: list[DecisionRecord]) -> list[SearchHit]:
-    """Check a page's rows against their entries. The database compares the decision rows with their entries
-    first (storage.rowscan.decision_candidates, the prefilter `verify` uses); only the rows it cannot vouch
-    for are read back and compared in Python, so an honest page costs one more query, not a parse per row."""
+    """Check a page's rows against their entries. On SQLite the database compares the decision rows with their
+    entries first (the prefilter `verify` uses) and only the rows it cannot vouch for are read back and
+    compared in Python; on PostgreSQL every row of the page is (storage.rowscan.page_candidates)."""
     if not items:
         return []
     outcomes = outcome_rows(uow.session, [r.decision_id for r in items])
@@ -86,7 +86,7 @@ def _bind_page(uow: UnitOfWork, items: list[DecisionRecord]) -> list[SearchHit]:
         except PayloadError:
             model_refs[model_id] = None
     known = {k: v for k, v in model_refs.items() if v is not None}
-    suspects = decision_candidates(uow.session, known, seqs=[r.seq for r in items])
+    suspects = page_candidates(uow.session, known, [r.seq for r in items])
     doubtful = [r.ledger_index for r in items if suspects is None or r.seq in suspects]
     entries = read_entries(uow.session, doubtful + [int(o["ledger_index"]) for o in outcomes.values()])
     leaves = leaf_hashes(uow.session, [r.ledger_index for r in items])
