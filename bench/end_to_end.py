@@ -399,6 +399,8 @@ def count_valid(work: Workload, method: str, rows: np.ndarray, results: Sequence
 # -- through the API ----------------------------------------------------------------------------------------
 
 LIBRARY = {"anchors": anchors_library, "KernelSHAP": kernel_library, "TreeSHAP": tree_library}  # table order
+# not timed: enough rows that every explain process gets some (imports, model loads, the pacer's first chunks)
+WARM_ROWS = {"anchors": 4, "KernelSHAP": 16, "TreeSHAP": 256}
 MODELS = {"anchors": "bc-kernel@1", "KernelSHAP": "bc-kernel@1", "TreeSHAP": "bc-tree@1"}
 API_METHOD = {"anchors": "anchors", "KernelSHAP": "shap", "TreeSHAP": "shap"}
 
@@ -594,8 +596,8 @@ def measure(args: argparse.Namespace) -> list[Cell]:
         cells.extend(library)
     service = Service(work, args.database, args.overrides)
     try:
-        for method in args.methods:  # warm the service: the explain process loads the model and the libraries
-            warm = work.rows(32 if method == "TreeSHAP" else 2, seed=99)
+        for method in args.methods:  # warm the service: each explain process loads the model and the libraries
+            warm = work.rows(WARM_ROWS[method], seed=99)
             service.explain(method, warm, 4, f"warm-{method}")
         for method, n, _ in plan:
             rows = data[method].to_numpy(dtype=float)

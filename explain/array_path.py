@@ -26,6 +26,7 @@ compares the two paths on the demo pipelines for several batch sizes.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,46 @@ def frame_layout(matrix: np.ndarray) -> np.ndarray:
     model's matrix product sums in another order on a row-major matrix, and scores differ in the last bit
     (tests/explain/test_predictor_fast_path.py caught it on a 7-row batch)."""
     return np.asfortranarray(np.atleast_2d(np.asarray(matrix, dtype=float)))
+
+
+# Estimators whose prediction reads each value by comparison only (tree traversals; a boosted model's
+# initial estimate is computed after its input is converted to a C-ordered float32 copy): the matrix's
+# memory layout cannot change their scores, so the column-major copy ``frame_layout`` makes is skipped.
+# Exact classes: a subclass or a meta-estimator may do arithmetic on the matrix.
+LAYOUT_FREE = frozenset(
+    f"sklearn.{module}.{name}"
+    for module, names in {
+        "ensemble._gb": ("GradientBoostingClassifier", "GradientBoostingRegressor"),
+        "ensemble._forest": (
+            "RandomForestClassifier",
+            "RandomForestRegressor",
+            "ExtraTreesClassifier",
+            "ExtraTreesRegressor",
+        ),
+        "ensemble._hist_gradient_boosting.gradient_boosting": (
+            "HistGradientBoostingClassifier",
+            "HistGradientBoostingRegressor",
+        ),
+        "tree._classes": (
+            "DecisionTreeClassifier",
+            "DecisionTreeRegressor",
+            "ExtraTreeClassifier",
+            "ExtraTreeRegressor",
+        ),
+    }.items()
+    for name in names
+)
+
+
+def row_layout(matrix: np.ndarray) -> np.ndarray:
+    """The matrix as given (row-major from numpy code): no copy when it is already float."""
+    return np.atleast_2d(np.asarray(matrix, dtype=float))
+
+
+def layout_for(estimator: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """How to lay out a matrix for ``estimator`` so that it scores it as it scores a DataFrame."""
+    kind = type(estimator)
+    return row_layout if f"{kind.__module__}.{kind.__qualname__}" in LAYOUT_FREE else frame_layout
 
 
 def probe_matrix(spec: ModelSpec) -> np.ndarray:
@@ -113,7 +154,7 @@ def array_estimator(estimator: Any, spec: ModelSpec) -> Any | None:
     try:
         same = np.array_equal(
             np.asarray(getattr(estimator, method)(probe_frame(spec, probe))),
-            np.asarray(getattr(shadow, method)(frame_layout(probe))),
+            np.asarray(getattr(shadow, method)(layout_for(shadow)(probe))),
         )
     except Exception:  # the probe is outside what the model takes: keep the path it was fitted with
         return None

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from explain.array_path import array_estimator, frame_layout
+from explain.array_path import array_estimator, frame_layout, layout_for
 from explain.base import Predictor
 from explain.errors import ArtifactError
 from explain.schema import ModelSpec
@@ -116,6 +116,7 @@ class SklearnPredictor(BasePredictor):
         self._names = list(spec.feature_names)
         self._array_estimator = array_estimator(estimator, spec)
         self.accepts_array = self._array_estimator is not None
+        self._layout = layout_for(self._array_estimator) if self._array_estimator is not None else frame_layout
 
     def _scores(self, model: Any, data: Any) -> np.ndarray:
         if self.spec.is_classifier:
@@ -125,12 +126,12 @@ class SklearnPredictor(BasePredictor):
 
     def predict_scores(self, frame: pd.DataFrame) -> np.ndarray:
         if self._array_estimator is not None and list(frame.columns) == self._names:
-            return self._scores(self._array_estimator, frame_layout(frame.to_numpy(dtype=float)))
+            return self._scores(self._array_estimator, self._layout(frame.to_numpy(dtype=float)))
         return self._scores(self.estimator, frame)
 
     def predict_scores_array(self, matrix: np.ndarray) -> np.ndarray:
         if self._array_estimator is not None:
-            return self._scores(self._array_estimator, frame_layout(matrix))
+            return self._scores(self._array_estimator, self._layout(matrix))
         return self._scores(self.estimator, _numeric_frame(self.spec, matrix))
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray | None:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from audit.canonical import canonical_bytes
 from audit.errors import NonCanonicalValueError
 from storage.errors import ConflictError, SchemaOutdatedError, StorageError, UnavailableError
+from storage.records import EncodedJson
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 APPEND_ONLY_MESSAGE = "ledger is append-only"
@@ -187,6 +188,8 @@ def _row_json(value: Any) -> str:
     decision's ``json`` columns on PostgreSQL keep that text, so `rationale verify` can let the database
     compare a row with its entry as text (storage/rowscan.py); anything RFC 8785 cannot encode is written as
     plain JSON (and then checked the slow way)."""
+    if isinstance(value, EncodedJson):
+        return value.text
     try:
         return canonical_bytes(value).decode("utf-8")
     except NonCanonicalValueError:

@@ -10,6 +10,15 @@ JOB_STATES = ("queued", "running", "succeeded", "failed")
 
 
 @dataclass(frozen=True, slots=True)
+class EncodedJson:
+    """A JSON column's value with its RFC 8785 text already made (a ledger entry's payload bytes, which
+    the row must spell the same anyway): written as that text, not encoded a second time."""
+
+    value: Any
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class ModelVersionRecord:
     id: int
     name: str

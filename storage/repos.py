@@ -10,7 +10,8 @@ from sqlalchemy import Row, Table, and_, bindparam, exists, func, or_, select, u
 from sqlalchemy.orm import Session, aliased
 
 from storage.bulk import insert_rows
-from storage.records import DecisionRecord, ExplanationRecord, JobRecord, ModelVersionRecord, NewJob
+from storage.driver import driver_rows
+from storage.records import DecisionRecord, EncodedJson, ExplanationRecord, JobRecord, ModelVersionRecord, NewJob
 from storage.tables import DecisionRow, ExplanationRow, JobRow, ModelVersionRow, OutcomeRow
 
 
@@ -64,6 +65,18 @@ class DecisionRepository:
             .where(DecisionRow.decision_id == decision_id)
         ).first()
         return _decision(row[0], row[1]) if row else None
+
+    def body_hashes(self, decision_ids: Sequence[str]) -> dict[str, str]:
+        """decision_id -> body_sha256 of those already recorded: intake's idempotency check, which for a new
+        decision (nearly always) needs to know only that it is absent, not the row's JSON columns."""
+        ids = list(dict.fromkeys(decision_ids))
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ", ".join("?" * len(part))
+            sql = f"SELECT decision_id, body_sha256 FROM decisions WHERE decision_id IN ({marks})"
+            found.update({str(d): str(h) for d, h in driver_rows(self.session, sql, part)})
+        return found
 
     def get_many(self, decision_ids: Sequence[str]) -> list[DecisionRecord]:
         found: list[DecisionRecord] = []
@@ -200,13 +213,14 @@ class JobRepository:
         method: str | None = None,
         model_version_id: int | None = None,
         job_ids: Sequence[str] | None = None,
-        limit_for: Callable[[str], int] | None = None,
+        limit_for: Callable[[int, str], int] | None = None,
     ) -> list[JobRecord]:
         """Lease up to ``limit`` claimable jobs sharing one model version and method (a micro-batch).
 
         Claimable: queued, or running with a lapsed lease (its worker died). PostgreSQL skips rows other
         workers are claiming right now; SQLite writers are serialized by BEGIN IMMEDIATE.
-        ``limit_for(method)`` lowers the limit once the batch's method is known (per-method batch sizes).
+        ``limit_for(model_version_id, method)`` lowers the limit once the batch's kind is known (per-method
+        batch sizes, paced by how long the kind takes).
         """
         claimable = or_(JobRow.state == "queued", and_(JobRow.state == "running", JobRow.lease_expires_at < now))
         postgres = self.session.get_bind().dialect.name == "postgresql"
@@ -226,7 +240,7 @@ class JobRepository:
         group = (
             query.where(JobRow.model_version_id == first.model_version_id, JobRow.method == first.method)
             .order_by(JobRow.created_at, JobRow.id)
-            .limit(min(limit, limit_for(first.method)) if limit_for is not None else limit)
+            .limit(min(limit, limit_for(first.model_version_id, first.method)) if limit_for is not None else limit)
         )
         if postgres:
             group = group.with_for_update(skip_locked=True)
@@ -329,7 +343,9 @@ class ExplanationRepository:
         """Insert a batch in one statement (storage/bulk.py)."""
         if rows:
             insert_rows(self.session, ExplanationRow, rows)
-        return [ExplanationRecord(**{k: v for k, v in r.items() if k in ExplanationRecord.__slots__}) for r in rows]
+        return [
+            ExplanationRecord(**{k: _plain(v) for k, v in r.items() if k in ExplanationRecord.__slots__}) for r in rows
+        ]
 
     def find(self, decision_id: str, method: str, params_hash: str) -> ExplanationRecord | None:
         row = self.session.execute(
@@ -348,6 +364,20 @@ class ExplanationRepository:
             .order_by(ExplanationRow.ledger_index)
         ).scalars()
         return [_explanation(r) for r in rows]
+
+    def for_decisions(self, decision_ids: Sequence[str]) -> dict[str, list[ExplanationRecord]]:
+        """``for_decision`` for many decisions in a few queries (a recorded batch's agreement check)."""
+        out: dict[str, list[ExplanationRecord]] = {d: [] for d in decision_ids}
+        unique = list(out)
+        for start in range(0, len(unique), 500):
+            rows = self.session.execute(
+                select(ExplanationRow)
+                .where(ExplanationRow.decision_id.in_(unique[start : start + 500]))
+                .order_by(ExplanationRow.ledger_index)
+            ).scalars()
+            for row in rows:
+                out[row.decision_id].append(_explanation(row))
+        return out
 
     def count(self) -> int:
         return int(self.session.execute(select(func.count()).select_from(ExplanationRow)).scalar_one())
@@ -456,3 +486,7 @@ def _explanation(row: ExplanationRow) -> ExplanationRecord:
         created_at=row.created_at,
         job_id=row.job_id,
     )
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, EncodedJson) else value

@@ -12,13 +12,16 @@ import hashlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from api.container import Services
 from api.services.model_cache import LoadedModel
+from api.services.pacing import Pacer
 from audit.entry import parse_timestamp
 from audit.payloads import ExplanationRecorded
 from explain.agreement import agreement
@@ -27,11 +30,11 @@ from explain.errors import BudgetExceededError, ExplainError
 from explain.predictor import frame_from_rows
 from explain.registry import create_explainer
 from explain.results import ExplanationResult
-from storage.records import DecisionRecord, JobRecord, ModelVersionRecord
+from storage.records import DecisionRecord, EncodedJson, JobRecord, ModelVersionRecord
 
 log = logging.getLogger("rationale.jobs")
 
-# explained row by row inside the libraries (alibi AnchorTabular, DiCE): recorded one by one as computed
+# explained row by row inside the libraries (alibi AnchorTabular, DiCE): computed and recorded one by one
 ROW_BY_ROW_METHODS = frozenset({"anchors", "counterfactuals"})
 
 
@@ -98,14 +101,27 @@ class JobRunner:
     """Claims and runs batches of jobs for one worker identity (``owner``).
 
     ``compute`` runs a batch's computation elsewhere (the embedded pool's child processes); by default it
-    runs in the calling thread. Claiming, fencing and recording always happen here.
+    runs in the calling thread. ``parallel`` is how many computations ``compute`` can run at once: a claimed
+    batch is cut into chunks (sized by ``pacer``) that run side by side. Claiming, fencing and recording
+    always happen in the calling thread, each chunk as soon as it is computed.
     """
 
-    def __init__(self, services: Services, *, owner: str, compute: Compute | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        owner: str,
+        compute: Compute | None = None,
+        parallel: int = 1,
+        pacer: Pacer | None = None,
+    ) -> None:
         self.services = services
         self.owner = owner
         self.compute = compute
+        self.parallel = max(1, parallel)
+        self.pacer = pacer or Pacer()
         self.in_flight: tuple[str, ...] = ()  # read by the lease heartbeat
+        self._chunk_threads: ThreadPoolExecutor | None = None
 
     def run_batch(self, *, limit: int | None = None, job_ids: Sequence[str] | None = None) -> BatchReport:
         """Claim up to ``limit`` jobs of one model version and method, explain them, record the results."""
@@ -118,17 +134,13 @@ class JobRunner:
                 now=now,
                 lease_seconds=settings.lease_seconds,
                 limit=limit or max([settings.batch_size, *settings.method_batch_sizes.values()]),
-                limit_for=None if limit else settings.batch_size_for,
+                limit_for=None if limit else self._claim_limit,
             )
         if not jobs:
             return BatchReport(0, 0, 0, 0, time.monotonic() - started)
         self.in_flight = tuple(j.id for j in jobs)
         try:
-            if jobs[0].method in ROW_BY_ROW_METHODS:
-                succeeded, failed, fenced = self._run_row_by_row(jobs)
-            else:
-                outcomes = self.explain_jobs(jobs)
-                succeeded, failed, fenced = self.record(jobs, outcomes)
+            succeeded, failed, fenced = self._run_in_chunks(jobs)
         finally:
             self.in_flight = ()
         seconds = time.monotonic() - started
@@ -137,14 +149,59 @@ class JobRunner:
         metrics.batch_seconds.labels(jobs[0].method).observe(seconds)
         return BatchReport(len(jobs), succeeded, failed, fenced, seconds)
 
-    def _run_row_by_row(self, jobs: Sequence[JobRecord]) -> tuple[int, int, int]:
-        """Methods that explain one row at a time gain nothing from a shared call: record each explanation
-        as soon as it is computed, not when the micro-batch ends."""
+    def close(self) -> None:
+        if self._chunk_threads is not None:
+            self._chunk_threads.shutdown(wait=False, cancel_futures=True)
+
+    def _claim_limit(self, model_version_id: int, method: str) -> int:
+        cap = self.services.settings.batch_size_for(method)
+        return self.pacer.claim_limit((model_version_id, method), cap=cap, parallel=self.parallel)
+
+    def _run_in_chunks(self, jobs: Sequence[JobRecord]) -> tuple[int, int, int]:
+        """Explain a claimed batch in chunks, ``parallel`` at a time, recording each as soon as it returns.
+
+        Methods explained row by row inside their libraries (anchors, counterfactuals) gain nothing from a
+        shared call, so their chunks are single rows. The next chunk is sized when a slot frees, from what
+        the pacer has learned by then."""
+        key = (jobs[0].model_version_id, jobs[0].method)
+        row_by_row = jobs[0].method in ROW_BY_ROW_METHODS
+        remaining = deque(jobs)
+        running: dict[Future[list[JobOutcome]], list[JobRecord]] = {}
         totals = [0, 0, 0]
-        for i, job in enumerate(jobs):
-            counts = self.record([job], self.explain_jobs([job]))
-            totals = [a + b for a, b in zip(totals, counts, strict=True)]
-            self.in_flight = tuple(j.id for j in jobs[i + 1 :])  # the heartbeat renews only what is left
+
+        def next_chunk() -> list[JobRecord]:
+            size = 1 if row_by_row else self.pacer.chunk_size(key, remaining=len(remaining), parallel=self.parallel)
+            return [remaining.popleft() for _ in range(min(size, len(remaining)))]
+
+        def timed(chunk: list[JobRecord]) -> list[JobOutcome]:
+            started = time.monotonic()
+            outcomes = self.explain_jobs(chunk)
+            if all(o.ok for o in outcomes):  # a failed or retried chunk says nothing of the method's speed
+                self.pacer.observe(key, len(chunk), time.monotonic() - started)
+            return outcomes
+
+        def record(chunk: list[JobRecord], outcomes: list[JobOutcome]) -> None:
+            counts = self.record(chunk, outcomes)
+            for i in range(3):
+                totals[i] += counts[i]
+            done = {j.id for j in chunk}
+            self.in_flight = tuple(j for j in self.in_flight if j not in done)  # renew only what is left
+
+        if self.parallel == 1:
+            while remaining:
+                chunk = next_chunk()
+                record(chunk, timed(chunk))
+            return totals[0], totals[1], totals[2]
+        if self._chunk_threads is None:
+            self._chunk_threads = ThreadPoolExecutor(self.parallel, thread_name_prefix=f"{self.owner}-chunk")
+        while remaining or running:
+            while remaining and len(running) < self.parallel:
+                chunk = next_chunk()
+                running[self._chunk_threads.submit(timed, chunk)] = chunk
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                chunk = running.pop(future)
+                record(chunk, future.result())
         return totals[0], totals[1], totals[2]
 
     def explain_jobs(self, jobs: Sequence[JobRecord]) -> list[JobOutcome]:
@@ -239,7 +296,8 @@ class JobRunner:
                         "method": job.method,
                         "params_hash": job.params_hash,
                         "status": "succeeded" if outcome.ok else "failed",
-                        "body": draft.payload,  # what the entry's bytes encode, without parsing them back
+                        # what the entry's bytes encode, spelled with the entry's own bytes (no second encoding)
+                        "body": EncodedJson(draft.payload, draft.canonical_payload.decode("utf-8")),
                         "ledger_index": entry.index,
                         "created_at": parse_timestamp(entry.recorded_at),  # the entry's time: checkable
                         "job_id": job.id,
@@ -290,17 +348,17 @@ def _agreements(uow: Any, done: Sequence[tuple[JobRecord, JobOutcome]]) -> dict[
     its result against the latest recorded result of every other method. Stored in the explanation's
     entry, so the newest explanation of a decision carries the current verdict (search filters on it)."""
     out: dict[str, dict[str, Any]] = {}
-    for job, outcome in done:
-        if not outcome.ok or outcome.result is None:
-            continue
+    succeeded = [(job, o.result) for job, o in done if o.ok and o.result is not None]
+    earlier = uow.explanations.for_decisions([job.decision_id for job, _ in succeeded]) if succeeded else {}
+    for job, result in succeeded:
         latest: dict[str, ExplanationResult] = {}
-        for record in uow.explanations.for_decision(job.decision_id):  # ledger order: later supersedes
+        for record in earlier[job.decision_id]:  # ledger order: later supersedes
             if record.status == "succeeded" and record.method != job.method:
                 try:
                     latest[record.method] = ExplanationResult.from_dict(record.body)
                 except (KeyError, TypeError, ValueError):
                     continue
-        latest[job.method] = outcome.result
+        latest[job.method] = result
         verdict = agreement(latest)
         if verdict.agrees is not None:
             out[job.id] = verdict.to_dict()

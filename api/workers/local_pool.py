@@ -15,6 +15,7 @@ import time
 
 from api.container import Services
 from api.services.explaining import JobRunner, new_owner
+from api.services.pacing import Pacer
 from api.workers.compute_pool import ComputePool
 
 log = logging.getLogger("rationale.workers")
@@ -34,7 +35,11 @@ class LocalWorkerPool:
             else None
         )
         compute = self.compute.explain if self.compute is not None else None
-        self.runners = [JobRunner(services, owner=new_owner(f"{name}{i}"), compute=compute) for i in range(threads)]
+        pacer = Pacer()  # one for the pool: its threads learn each method's speed together
+        self.runners = [
+            JobRunner(services, owner=new_owner(f"{name}{i}"), compute=compute, parallel=processes or 1, pacer=pacer)
+            for i in range(threads)
+        ]
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -67,6 +72,8 @@ class LocalWorkerPool:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        for runner in self.runners:
+            runner.close()
         if self.compute is not None:
             self.compute.stop()
 

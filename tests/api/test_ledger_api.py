@@ -6,6 +6,7 @@ import base64
 import hashlib
 
 from api.services.checkpoints import publish_now
+from api.settings import default_explain_processes
 from audit.checkpoint import open_checkpoint
 from audit.merkle import verify_consistency, verify_inclusion
 from audit.port import StoredKey
@@ -72,9 +73,12 @@ def test_bad_proof_requests_are_4xx(client, registered):
     assert client.get("/v1/ledger/proofs/consistency", params={"first": "x", "second": 1}).status_code == 422
 
 
-def test_metrics_and_health(client, registered):
+def test_metrics_and_health(client, services, registered):
     text = client.get("/metrics").text
     assert "rationale_ledger_entries 1.0" in text
-    assert "rationale_queue_depth" in text and "rationale_config_batch_size 32.0" in text
-    assert "rationale_config_batch_window_seconds 0.02" in text and "rationale_config_explain_processes 1.0" in text
+    assert "rationale_queue_depth" in text and "rationale_config_batch_size 256.0" in text
+    processes = services.settings.explain_processes
+    assert processes == default_explain_processes() >= 1  # one per core, the default
+    assert "rationale_config_batch_window_seconds 0.02" in text
+    assert f"rationale_config_explain_processes {float(processes)}" in text
     assert client.get("/healthz").json()["status"] == "ok"

@@ -188,3 +188,46 @@ def test_columns_in_another_order_keep_the_frame_path() -> None:
     spec, frame, y = mixed_numeric()
     model = GradientBoostingClassifier(n_estimators=10, random_state=0).fit(frame[["flag", "x", "count"]], y)
     assert not SklearnPredictor(model, spec).accepts_array
+
+
+TREE_FAMILY = [
+    "GradientBoostingClassifier",
+    "RandomForestClassifier",
+    "ExtraTreesClassifier",
+    "HistGradientBoostingClassifier",
+    "DecisionTreeClassifier",
+]
+
+
+@pytest.mark.parametrize("name", TREE_FAMILY)
+def test_tree_models_take_row_major_matrices_with_the_same_scores(cancer_data: Any, name: str) -> None:
+    """No column-major copy for models that only compare values: scores stay bit for bit a DataFrame's."""
+    import sklearn.ensemble
+    import sklearn.tree
+
+    from explain.array_path import layout_for, row_layout
+
+    spec, frame, labels = cancer_data
+    kind = getattr(sklearn.ensemble, name, None) or getattr(sklearn.tree, name)
+    model = kind(random_state=0, **({"n_estimators": 20} if "Forest" in name or "Trees" in name else {}))
+    model.fit(frame, labels)
+    predictor = SklearnPredictor(model, spec)
+    assert predictor.accepts_array and layout_for(predictor._array_estimator) is row_layout
+    assert_paths_equal(predictor, frame.iloc[:100])
+
+
+def test_models_that_multiply_and_subclasses_keep_the_column_major_copy(cancer_data: Any) -> None:
+    from explain.array_path import frame_layout, layout_for
+
+    spec, frame, labels = cancer_data
+
+    class Tweaked(GradientBoostingClassifier):
+        pass
+
+    assert layout_for(LogisticRegression()) is frame_layout
+    assert layout_for(Pipeline([("m", GradientBoostingClassifier())])) is frame_layout
+    assert layout_for(Tweaked()) is frame_layout
+    model = LogisticRegression(max_iter=5000).fit(frame, labels)
+    predictor = SklearnPredictor(model, spec)
+    assert predictor.accepts_array and layout_for(predictor._array_estimator) is frame_layout
+    assert_paths_equal(predictor, frame.iloc[:100])
