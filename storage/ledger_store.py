@@ -28,21 +28,25 @@ _NODE_RANGE_SQL = "SELECT idx, hash FROM ledger_nodes WHERE level = ? AND idx >=
 class SqlLedgerStore:
     def __init__(self, session: Session) -> None:
         self.session = session
+        # the size read under the append lock, advanced by each append of this transaction: the lock is held
+        # until commit, so nobody else can append meanwhile, and reading it again would only cost round trips
+        self._locked_size: int | None = None
 
     def lock_and_size(self) -> int:
         if self.session.get_bind().dialect.name == "postgresql":
             self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
         # SQLite: the BEGIN IMMEDIATE write transaction already holds the database's write lock.
-        return self.size()
+        self._locked_size = self.size()
+        return self._locked_size
 
     def size(self) -> int:
-        top = self.session.execute(select(func.max(LedgerEntryRow.idx))).scalar_one_or_none()
+        [(top,)] = driver_rows(self.session, "SELECT max(idx) FROM ledger_entries")
         return 0 if top is None else _integer(top, "ledger_entries", -1, "the largest idx") + 1
 
     def append(self, entries: Sequence[StoredEntry]) -> None:
         if not entries:
             return
-        start = self.size()
+        start = self._locked_size if self._locked_size is not None else self.size()
         for offset, entry in enumerate(entries):
             if entry.index != start + offset:
                 raise LedgerGapError(f"append at index {entry.index} but the ledger has {start + offset} entries")
@@ -60,6 +64,8 @@ class SqlLedgerStore:
                 for e in entries
             ],
         )
+        if self._locked_size is not None:
+            self._locked_size = start + len(entries)
 
     def read(self, index: int) -> StoredEntry:
         row = self.session.get(LedgerEntryRow, index)

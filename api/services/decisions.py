@@ -168,7 +168,8 @@ def record_prepared(
     depth: int | None = None
     with services.db.unit_of_work() as uow:
         ids = list(dict.fromkeys(p.item.decision_id for p in prepared))
-        existing = {r.decision_id: r for r in uow.decisions.get_many(ids)}
+        hashes = uow.decisions.body_hashes(ids)  # the full rows only of the ids seen before (rare)
+        existing = {r.decision_id: r for r in uow.decisions.get_many(list(hashes))} if hashes else {}
         first_at: dict[str, int] = {}
         drafts: list[EntryDraft] = []
         fresh: list[tuple[int, DecisionRecorded]] = []
