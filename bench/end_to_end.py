@@ -18,7 +18,10 @@ depth 3, registered with 100 background rows. Methods and the ways each is run:
   thread POSTing one decision per request (``explain: [method]``) over a keep-alive connection until the rows
   run out; TreeSHAP also with 100 decisions per POST (``--tree-per-post``: a batch logged at once, where
   single-decision intake bounds the rate); the time runs from the first POST to the ``created_at`` (the ledger
-  entry's recorded time) of the last explanation, after the queue was seen empty on /healthz.
+  entry's recorded time) of the last explanation, after the queue was seen empty on /healthz. Before the
+  timed runs, each method is sent a few rows that are not timed (``WARM_ROWS``), so that every explain
+  process has imported the libraries and loaded the model, and the workers have timed the method, as in a
+  service that has been running (the library side is imported and warmed too).
 
 The library runs with the parameters Rationale uses (explain/anchors_backend.py, explain/shap_backend.py,
 explain/kernel_batch.py): anchors threshold 0.95, quartile bins, batch size 100, 2000 coverage samples;
