@@ -13,13 +13,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from audit.trust import VerifierKey, parse_verifier_keys
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def default_explain_processes() -> int:
     """One explain process per core, up to four: KernelSHAP, LIME and anchors then use every core."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
+    return min(4, available_cores())
 
 
 class Settings(BaseSettings):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from api.services.explaining import ComputeRequest, ComputeUnavailableError, compute
+from api.settings import available_cores
 from explain import errors
 from explain.errors import ExplainError
 from explain.results import ExplanationResult
@@ -155,11 +156,7 @@ def threads_per_child(processes: int) -> int:
     """The cores divided among the children: BLAS and OpenMP pools start one thread per core in every
     process, and N children each spinning up the machine's core count of threads fight over the cores
     (measured: KernelSHAP in two children ran at half the speed of one process per core)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, processes))
+    return max(1, available_cores() // max(1, processes))
 
 
 def _limit_threads() -> None:
