@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import rfc8785
@@ -60,6 +62,53 @@ def canonical_bytes(value: Any) -> bytes:
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         check_json_value(value)  # raises with the path when we can name it
         raise NonCanonicalValueError("", str(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A JSON value with its RFC 8785 bytes, made once (perhaps in another process) and spliced into every
+    larger document that holds the value, instead of being encoded again for each."""
+
+    value: Any
+    data: bytes
+
+    @classmethod
+    def of(cls, value: Any) -> Encoded:
+        return cls(value, canonical_bytes(value))
+
+
+# a value no caller can know: it stands in for an Encoded member while the rest of the object is encoded
+_MARK = secrets.token_hex(16)
+_MARK_BYTES = _MARK.encode("ascii")
+
+
+def plain_members(members: Mapping[str, Any]) -> dict[str, Any]:
+    """The object with each Encoded member replaced by its value."""
+    return {k: v.value if isinstance(v, Encoded) else v for k, v in members.items()}
+
+
+def canonical_object(members: Mapping[str, Any]) -> bytes:
+    """RFC 8785 bytes of an object whose top-level members may be ``Encoded``: the other members are encoded
+    in one call with a unique mark in each Encoded member's place, and each mark is replaced by its bytes.
+    The same bytes as ``canonical_bytes(plain_members(members))`` (a property test holds it to that); a mark
+    found anywhere but in its own place sends the object to that plain encoding."""
+    marked: dict[str, Any] = {}
+    spliced: list[tuple[bytes, bytes]] = []
+    for i, (key, value) in enumerate(members.items()):
+        if isinstance(value, Encoded):
+            mark = f"{_MARK}.{i}"
+            marked[key] = mark
+            spliced.append((b'"' + mark.encode("ascii") + b'"', value.data))
+        else:
+            marked[key] = value
+    if not spliced:
+        return canonical_bytes(marked)
+    data = canonical_bytes(marked)
+    if data.count(_MARK_BYTES) != len(spliced) or any(_MARK_BYTES in encoded for _, encoded in spliced):
+        return canonical_bytes(plain_members(members))
+    for quoted, encoded in spliced:
+        data = data.replace(quoted, encoded, 1)
+    return data
 
 
 _MAX_SAFE_INT_DIGITS = len(str(_MAX_SAFE_INT))

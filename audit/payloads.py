@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from audit.canonical import Encoded
 from audit.entry import EntryDraft
 from audit.errors import AuditError
 
@@ -128,9 +129,15 @@ class Payload:
     def to_payload(self) -> _Json:
         raise NotImplementedError
 
-    def draft(self) -> EntryDraft:
-        """The entry to append: this payload's type and its JSON form."""
-        return EntryDraft(self.entry_type, self.to_payload())
+    def draft(self, known: Mapping[str, Encoded] | None = None) -> EntryDraft:
+        """The entry to append: this payload's type and its JSON form. ``known`` gives members whose bytes
+        were made already; they are spliced in only where the member is that very object (never a copy
+        that might differ)."""
+        payload = self.to_payload()
+        for name, encoded in (known or {}).items():
+            if payload.get(name) is encoded.value:
+                payload[name] = encoded
+        return EntryDraft(self.entry_type, payload)
 
     @classmethod
     def from_payload(cls: type[P], data: Any, *, entry_type: str | None = None) -> P:

@@ -113,7 +113,7 @@ def fill(url: str, tmp: Path, n: int) -> float:
             budget=loaded.budget_for("shap", services.default_budget),
         )
         results = compute(request, loaded)
-        prepared.append((registration.record, rows, outputs, [r.to_dict() for r in results], list(labels)))
+        prepared.append((registration.record, rows, outputs, [e.result.to_dict() for e in results], list(labels)))
     print(f"  {url.split(':')[0]}: models registered, {2 * DISTINCT:,} distinct rows explained", file=sys.stderr)
     step = YEAR / n
     now = datetime.now(UTC)

@@ -56,7 +56,7 @@ class DecisionRepository:
         """Insert many decisions in one statement (seq is assigned by the database, read by get/search)."""
         if rows:
             insert_rows(self.session, DecisionRow, rows)
-        return [DecisionRecord(**{**r, "seq": 0}) for r in rows]
+        return [DecisionRecord(**{k: _plain(v) for k, v in r.items()}, seq=0) for r in rows]
 
     def get(self, decision_id: str) -> DecisionRecord | None:
         row = self.session.execute(

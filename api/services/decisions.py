@@ -18,14 +18,15 @@ from api.container import Services
 from api.schemas import DecisionCreate
 from api.services.model_cache import LoadedModel
 from api.services.models import resolve_model
-from audit.canonical import canonical_bytes, check_json_value
+from audit.canonical import Encoded, canonical_bytes, canonical_object, check_json_value
 from audit.entry import EntryDraft, format_timestamp, parse_timestamp
+from audit.errors import NonCanonicalValueError
 from audit.payloads import DecisionRecorded
 from explain.errors import InvalidInputError, UnknownMethodError
 from explain.predictor import outputs_of, scores_of_rows
 from explain.registry import EXPLAINERS, check_available, check_request
 from storage.errors import ConflictError
-from storage.records import DecisionRecord, JobRecord, NewJob
+from storage.records import DecisionRecord, EncodedJson, JobRecord, NewJob
 
 SCORE_TOLERANCE = 1e-6
 
@@ -71,9 +72,45 @@ def compare_outputs(computed: dict[str, Any], given: dict[str, Any], *, field: s
     return differences or None
 
 
-def _body_sha(item: DecisionCreate) -> str:
-    body = item.model_dump(mode="json")
-    return hashlib.sha256(canonical_bytes(body)).hexdigest()
+_EXACT = 2**53
+
+
+def _same_json(raw: dict[str, Any], clean: dict[str, Any]) -> bool:
+    """Whether RFC 8785 spells two objects with the same keys alike: numbers equal as doubles (``5`` and
+    ``5.0`` are both ``5``), anything else equal and of one type (``true`` is not ``1``)."""
+    for key, value in clean.items():
+        other = raw[key]
+        if type(other) is type(value):
+            if other != value:
+                return False
+        elif not (
+            type(other) in (int, float) and type(value) in (int, float) and other == value and abs(value) <= _EXACT
+        ):
+            return False
+    return True
+
+
+def _body_sha(item: DecisionCreate, inputs: Encoded | None) -> str:
+    """SHA-256 of the request body's RFC 8785 bytes; the validated inputs' bytes are spliced in when they
+    spell the raw inputs (as they do unless validation changed a value), so the inputs are encoded once."""
+    body: dict[str, Any] = item.model_dump(mode="json")
+    if inputs is not None and _same_json(body["inputs"], inputs.value):
+        body["inputs"] = inputs
+    return hashlib.sha256(canonical_object(body)).hexdigest()
+
+
+def _encoded(value: dict[str, Any]) -> Encoded | None:
+    """A member's bytes, made once for the body hash, the entry and the row; None when RFC 8785 cannot
+    encode it (the entry's draft then refuses it, naming the field)."""
+    try:
+        return Encoded.of(value)
+    except NonCanonicalValueError:
+        return None
+
+
+def _column(encoded: Encoded | None, value: dict[str, Any]) -> Any:
+    """A JSON column spelled with the bytes made for the entry (storage/db.py writes them as they are)."""
+    return value if encoded is None else EncodedJson(value, encoded.data.decode("utf-8"))
 
 
 def _new_jobs(
@@ -111,6 +148,7 @@ class PreparedDecision:
     sha: str
     methods: list[str]
     where: str  # the field path prefix of this decision in its request ("" or "decisions[3].")
+    inputs: Encoded | None = None  # ``clean`` with its RFC 8785 bytes
 
 
 def prepare_decision(
@@ -131,7 +169,8 @@ def prepare_decision(
     if item.explain is not None:  # methods asked for by name must be able to run in this install
         for method in methods:
             check_available(method, loaded.params_for(method))
-    return PreparedDecision(item, loaded, clean, _body_sha(item), methods, where)
+    inputs = _encoded(clean)
+    return PreparedDecision(item, loaded, clean, _body_sha(item, inputs), methods, where, inputs)
 
 
 def predict_outputs(prepared: Sequence[PreparedDecision]) -> list[dict[str, Any]]:
@@ -172,7 +211,7 @@ def record_prepared(
         existing = {r.decision_id: r for r in uow.decisions.get_many(list(hashes))} if hashes else {}
         first_at: dict[str, int] = {}
         drafts: list[EntryDraft] = []
-        fresh: list[tuple[int, DecisionRecorded]] = []
+        fresh: list[tuple[int, DecisionRecorded, Encoded | None]] = []
         for i, p in enumerate(prepared):
             item = p.item
             old = existing.get(item.decision_id)
@@ -203,8 +242,10 @@ def record_prepared(
                     explanations_requested=tuple(p.methods),
                     body_sha256=p.sha,
                 )
-                drafts.append(payload.draft())
-                fresh.append((i, payload))
+                output = _encoded(outputs[i])
+                known = {name: e for name, e in (("inputs", p.inputs), ("output", output)) if e is not None}
+                drafts.append(payload.draft(known))
+                fresh.append((i, payload, output))
             if conflict is not None:
                 if not isolate:
                     raise conflict
@@ -212,15 +253,15 @@ def record_prepared(
         entries = services.ledger.append(uow.ledger, drafts) if drafts else []
         rows: list[dict[str, Any]] = []
         leaves: list[str] = []
-        for (i, payload), entry in zip(fresh, entries, strict=True):
+        for (i, payload, output), entry in zip(fresh, entries, strict=True):
             p = prepared[i]
             rows.append(
                 {
                     "decision_id": p.item.decision_id,
                     "model_version_id": p.loaded.record.id,
                     "model_ref": p.loaded.record.ref,
-                    "inputs": p.clean,
-                    "output": payload.output,
+                    "inputs": _column(p.inputs, p.clean),
+                    "output": _column(output, payload.output),
                     "client_output": p.item.output,
                     "output_mismatch": payload.output_mismatch is not None,
                     "subject_ref": p.item.subject_ref,

@@ -22,7 +22,8 @@ from typing import Any
 from api.container import Services
 from api.services.model_cache import LoadedModel
 from api.services.pacing import Pacer
-from audit.entry import parse_timestamp
+from audit.canonical import Encoded
+from audit.entry import EntryDraft, parse_timestamp
 from audit.payloads import ExplanationRecorded
 from explain.agreement import agreement
 from explain.base import Budget, Target
@@ -49,6 +50,7 @@ class JobOutcome:
     job_id: str
     ok: bool
     result: ExplanationResult | None = None
+    body: Encoded | None = None  # the result's body with its bytes (Explained.body)
     error: str | None = None
     retry: bool = False
     model: str | None = None
@@ -85,16 +87,26 @@ class ComputeUnavailableError(RuntimeError):
     """The process computing a batch died (killed, out of memory, a crash in native code): retry the jobs."""
 
 
-Compute = Callable[[ComputeRequest], list[ExplanationResult]]
+@dataclass(frozen=True, slots=True)
+class Explained:
+    """An explanation with its body's RFC 8785 bytes, made where it was computed (an explain process), so
+    the thread that records it splices them into the ledger entry instead of encoding them itself."""
+
+    result: ExplanationResult
+    body: Encoded  # result.body.to_dict() and its bytes
 
 
-def compute(request: ComputeRequest, loaded: LoadedModel) -> list[ExplanationResult]:
+Compute = Callable[[ComputeRequest], list[Explained]]
+
+
+def compute(request: ComputeRequest, loaded: LoadedModel) -> list[Explained]:
     """Explain a batch in one vectorised call; the explainer is built here, so it is never shared."""
     rows = frame_from_rows(loaded.spec, request.inputs)
     explainer = create_explainer(
         request.method, predictor=loaded.predictor, background=loaded.background, params=request.params
     )
-    return explainer.explain(rows, seeds=request.seeds, targets=request.targets, budget=request.budget)
+    results = explainer.explain(rows, seeds=request.seeds, targets=request.targets, budget=request.budget)
+    return [Explained(r, Encoded.of(r.body.to_dict())) for r in results]
 
 
 class JobRunner:
@@ -257,7 +269,7 @@ class JobRunner:
             budget=loaded.budget_for(method, self.services.default_budget),
         )
         results = self.compute(request) if self.compute is not None else compute(request, loaded)
-        return [JobOutcome(j.id, True, result=r) for j, r in zip(jobs, results, strict=True)]
+        return [JobOutcome(j.id, True, result=e.result, body=e.body) for j, e in zip(jobs, results, strict=True)]
 
     def record(self, jobs: Sequence[JobRecord], outcomes: Sequence[JobOutcome]) -> tuple[int, int, int]:
         """Write results and failures in one transaction, each only if this worker still holds the job."""
@@ -285,7 +297,7 @@ class JobRunner:
             fenced += len(done) - len(held)
             pending = [p for p in pending if not p[1].ok or p[0].id in held]
             agreements = _agreements(uow, [(job, outcome) for job, outcome, _ in pending])
-            drafts = [self._entry(job, outcome, eid, agreements.get(job.id)).draft() for job, outcome, eid in pending]
+            drafts = [self._draft(job, outcome, eid, agreements.get(job.id)) for job, outcome, eid in pending]
             entries = self.services.ledger.append(uow.ledger, drafts) if drafts else []
             rows = []
             for (job, outcome, explanation_id), draft, entry in zip(pending, drafts, entries, strict=True):
@@ -314,11 +326,20 @@ class JobRunner:
             metrics.job_latency.labels(job.method).observe(max(0.0, (now - job.created_at).total_seconds()))
         return succeeded, failed, fenced
 
+    def _draft(
+        self, job: JobRecord, outcome: JobOutcome, explanation_id: str, agreement: dict[str, Any] | None
+    ) -> EntryDraft:
+        """The entry of an outcome, its result's body spliced in with the bytes made where it was computed."""
+        entry = self._entry(job, outcome, explanation_id, agreement)
+        return entry.draft({"result": outcome.body} if outcome.ok and outcome.body is not None else None)
+
     def _entry(
         self, job: JobRecord, outcome: JobOutcome, explanation_id: str, agreement: dict[str, Any] | None = None
     ) -> ExplanationRecorded:
         ok = outcome.ok and outcome.result is not None
         result = {k: v for k, v in outcome.result.to_dict().items() if k != "method"} if outcome.result else {}
+        if outcome.body is not None and "result" in result:  # the body as encoded where it was computed
+            result["result"] = outcome.body.value
         if ok and agreement is not None:  # flat beside the explainer's members, as explain/agreement.py reads it
             result["agreement"] = agreement
         return ExplanationRecorded(
@@ -388,6 +409,7 @@ __all__ = [
     "Compute",
     "ComputeRequest",
     "ComputeUnavailableError",
+    "Explained",
     "JobOutcome",
     "JobRunner",
     "compute",

@@ -104,7 +104,7 @@ def _replay_one(
         budget=loaded.budget_for(method, services.default_budget),
     )
     try:
-        [result] = compute(request, loaded)
+        [result] = [e.result for e in compute(request, loaded)]
     except ExplainError as exc:
         return ReplayOutcome(method, index, False, f"replay failed: {exc}")
     replayed = result.to_dict()

@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api.services.explaining import ComputeRequest, ComputeUnavailableError, compute
+from api.services.explaining import ComputeRequest, ComputeUnavailableError, Explained, compute
 from api.settings import available_cores
 from explain import errors
 from explain.errors import ExplainError
-from explain.results import ExplanationResult
 
 log = logging.getLogger("rationale.workers")
 
@@ -75,11 +74,11 @@ class ComputePool:
         for _ in range(self.processes):
             executor.submit(_warm_child)
 
-    def explain(self, request: ComputeRequest) -> list[ExplanationResult]:
+    def explain(self, request: ComputeRequest) -> list[Explained]:
         """Run one batch in a child; raises the child's ExplainError, or ComputeUnavailableError."""
         executor = self._ensure()
         try:
-            future: Future[list[ExplanationResult] | _Failure] = executor.submit(_explain_in_child, request)
+            future: Future[list[Explained] | _Failure] = executor.submit(_explain_in_child, request)
         except BrokenProcessPool as exc:
             self._discard(executor)
             raise ComputeUnavailableError(f"explanation process died: {exc}") from exc
@@ -201,7 +200,7 @@ def _warm_child() -> None:
     freeze_long_lived()
 
 
-def _explain_in_child(request: ComputeRequest) -> list[ExplanationResult] | _Failure:
+def _explain_in_child(request: ComputeRequest) -> list[Explained] | _Failure:
     try:
         loaded = _models.get(request.model)
         _limit_threads()

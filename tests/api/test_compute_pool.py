@@ -51,8 +51,8 @@ def test_a_batch_computed_in_a_child_is_the_batch_computed_in_the_thread(service
             ("lime", {"num_samples": 300}),
         ):
             request = _request(services, method, params, 5)
-            here = [r.to_dict() for r in compute(request, loaded)]
-            there = [r.to_dict() for r in pool.explain(request)]
+            here = [e.result.to_dict() for e in compute(request, loaded)]
+            there = [e.result.to_dict() for e in pool.explain(request)]
             for mine, theirs in zip(here, there, strict=True):  # timings differ; everything else is identical
                 mine.pop("compute_ms"), theirs.pop("compute_ms")
                 assert json.dumps(mine, sort_keys=True) == json.dumps(theirs, sort_keys=True), method

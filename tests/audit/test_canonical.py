@@ -10,7 +10,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit.canonical import _fast_canonical, canonical_bytes, es_number
+from audit.canonical import _MARK, Encoded, _fast_canonical, canonical_bytes, canonical_object, es_number, plain_members
 from audit.errors import NonCanonicalValueError
 
 json_scalars = (
@@ -82,3 +82,60 @@ def test_typical_payloads_take_the_fast_path_and_odd_ones_do_not():
         canonical_bytes({"x": float("nan")})
     with pytest.raises(NonCanonicalValueError):
         canonical_bytes({1: "int key"})
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), st.tuples(json_values, st.booleans()), max_size=8), st.booleans())
+def test_spliced_members_give_the_bytes_of_the_plain_object(members, forge):
+    """Members given with their bytes are spliced where the plain object would spell them, whatever the
+    other members hold: even a string spelling the mark itself (forge) cannot move a member's bytes."""
+    given = {k: Encoded.of(v) if wrap and reference(v) is not None else v for k, (v, wrap) in members.items()}
+    if forge and given:
+        wrapped = [i for i, v in enumerate(given.values()) if isinstance(v, Encoded)]
+        given["forged"] = f"{_MARK}.{wrapped[0] if wrapped else 0}"
+    plain = plain_members(given)
+    expected = reference(plain)
+    if expected is None:  # a plain member RFC 8785 refuses
+        with pytest.raises(NonCanonicalValueError):
+            canonical_object(given)
+    else:
+        assert canonical_object(given) == expected
+
+
+def test_a_mark_inside_an_encoded_member_or_a_key_is_not_spliced_twice():
+    inner = Encoded.of({"note": f"{_MARK}.1"})
+    given = {"a": inner, "b": Encoded.of([1.5, 2.0]), f"{_MARK}.1": "key"}
+    assert canonical_object(given) == rfc8785.dumps(plain_members(given))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.just(__import__("datetime").UTC)) | st.text(alphabet="0123456789-T:.Z ", max_size=28))
+def test_timestamps_read_back_as_strptime_reads_them(value):
+    """The fast reader of the ledger's timestamps agrees with strptime on every string, good or bad."""
+    from datetime import UTC, datetime
+
+    from audit.entry import format_timestamp, parse_timestamp
+
+    text = format_timestamp(value) if isinstance(value, datetime) else value
+    try:
+        expected = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        with pytest.raises(ValueError):
+            parse_timestamp(text)
+    else:
+        assert parse_timestamp(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-02-30T00:00:00.000000Z",  # the right shape, no such day
+        "2026-12-01T24:00:00.000000Z",
+        "2026-12-01T10:00:60.000000Z",
+        "2026-12-01T10:00:00.000000Z\n",
+        "\uff12\uff10\uff12\uff16-12-01T10:00:00.000000Z",  # digits that are not ASCII
+        "2026-12-01T10:00:00.123456Z",
+    ],
+)
+def test_odd_timestamps_read_as_strptime_reads_them(text):
+    test_timestamps_read_back_as_strptime_reads_them.hypothesis.inner_test(text)
