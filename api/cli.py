@@ -542,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--expires", help="ISO date/time the key stops working (UTC if no offset)")
     create.add_argument("--days", type=float, help="or: the key stops working this many days from now")
     asub.add_parser("list", help="every key: id, role, owner, created, state (never the secret)")
-    revoke = asub.add_parser("revoke", help="revoke a key at once")
+    revoke = asub.add_parser("revoke", help="revoke a key (servers refuse it within RATIONALE_KEY_CACHE_SECONDS)")
     revoke.add_argument("key_id", help="the key id (the 16 hex characters after rk_)")
     p.set_defaults(handler=cmd_access, access_command="list")
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from api.clock import Clock, utc_now
 from api.metrics import Metrics
+from api.services.key_cache import KeyCache
 from api.services.model_cache import ModelCache
 from api.settings import Settings
 from audit.keys import Keyring
@@ -31,8 +32,12 @@ class Services:
     keyring: Keyring
     metrics: Metrics = field(default_factory=Metrics)
     access_recorder: Any = None  # api/services/access_recorder.py, started on the first recorded read
+    key_cache: KeyCache = field(init=False)
     _listeners: list[Callable[[int], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.key_cache = KeyCache(self.settings.key_cache_seconds)
 
     @property
     def default_budget(self) -> Budget:

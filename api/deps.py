@@ -11,9 +11,17 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.container import Services
-from api.services.access import RIGHTS, Principal, authenticate, clean_purpose, local_principal
+from api.services.access import (
+    RIGHTS,
+    Principal,
+    authenticate,
+    clean_purpose,
+    local_principal,
+    remembered_principal,
+)
 from api.services.access_errors import PURPOSE_HEADER
 
 
@@ -44,14 +52,29 @@ class Requirement:
         self.roles = RIGHTS[action]
 
     def __call__(self, request: Request, services: ServicesDep) -> Principal:
+        if services.settings.auth == "off":
+            return self._admit(request, local_principal(auth_off=True))
+        return self._admit(request, authenticate(services, self._token(request)))
+
+    async def resolve(self, request: Request, services: ServicesDep) -> Principal:
+        """As calling it, but a key read a moment ago is answered on the event loop: no database read and
+        no hop to a thread (api/services/key_cache.py)."""
+        if services.settings.auth == "off":
+            return self._admit(request, local_principal(auth_off=True))
+        token = self._token(request)
+        principal = remembered_principal(services, token)
+        if principal is None:
+            principal = await run_in_threadpool(authenticate, services, token)
+        return self._admit(request, principal)
+
+    @staticmethod
+    def _token(request: Request) -> str | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return token if scheme.lower() == "bearer" else None
+
+    def _admit(self, request: Request, principal: Principal) -> Principal:
         from api.services.access import authorize
 
-        if services.settings.auth == "off":
-            principal = local_principal(auth_off=True)
-        else:
-            header = request.headers.get("authorization", "")
-            scheme, _, token = header.partition(" ")
-            principal = authenticate(services, token if scheme.lower() == "bearer" else None)
         principal = principal.with_purpose(clean_purpose(request.headers.get(PURPOSE_HEADER)))
         authorize(principal, self.action)
         return principal
@@ -74,12 +97,12 @@ def Allow(action: str) -> Any:
     requirement reads the header itself, so a missing, malformed or unknown key get the same 401."""
     requirement = Requirement(action)
 
-    def dependency(
+    async def dependency(
         request: Request,
         services: ServicesDep,
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     ) -> Principal:
-        return requirement(request, services)
+        return await requirement.resolve(request, services)
 
     dependency.requirement = requirement  # type: ignore[attr-defined]
     return Depends(dependency)

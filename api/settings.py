@@ -167,6 +167,13 @@ class Settings(BaseSettings):
         description="API keys and roles on every route; 'off' only for local development: refused in "
         "production, and `rationale serve` then binds loopback only",
     )
+    key_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="a found API key is trusted this long without reading it again: a revocation made through "
+        "another process takes effect within it (one made through this one at once); 0 reads it on every request",
+    )
     session_secret: SecretStr | None = Field(
         default=None,
         description="HMAC key signing reviewer-page sessions; default: a random key kept in data_dir/keys",

@@ -68,7 +68,7 @@ def list_keys(services: ServicesDep, principal: Annotated[Principal, Allow("acce
 
 @router.delete("/keys/{key_id}", response_model=KeyPublic)
 def revoke_key(services: ServicesDep, principal: Annotated[Principal, Allow("access.keys")], key_id: str) -> KeyPublic:
-    """Revoke a key at once: its next request is a 401."""
+    """Revoke a key: its next request to this process is a 401 (other processes: within the key cache window)."""
     return key_public(access.revoke_key(services, key_id=key_id, by=principal))
 
 

@@ -130,20 +130,37 @@ def hash_key(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("ascii")).digest()
 
 
+def _refused() -> NotAuthenticatedError:
+    return NotAuthenticatedError("a valid API key is required: Authorization: Bearer rk_...")
+
+
+def remembered_principal(services: Services, presented: str | None) -> Principal | None:
+    """The principal of a key read less than ``key_cache_seconds`` ago and usable now, without I/O; None
+    means: call ``authenticate`` (which reads the key, and refuses it if it must)."""
+    if not presented or KEY_PATTERN.match(presented.strip()) is None:
+        return None
+    record = services.key_cache.get(hash_key(presented.strip()))
+    if record is None or not key_usable(record, services.clock()):  # expiry is exact, whatever was remembered
+        return None
+    return Principal(key_id=record.key_id, owner=record.owner, role=Role(record.role))
+
+
 def authenticate(services: Services, presented: str | None) -> Principal:
     """The principal of a presented key. Unknown, malformed, expired and revoked keys get one message."""
-    refused = NotAuthenticatedError("a valid API key is required: Authorization: Bearer rk_...")
     if not presented:
-        raise refused
+        raise _refused()
     match = KEY_PATTERN.match(presented.strip())
     if match is None:
-        raise refused
+        raise _refused()
+    generation = services.key_cache.generation
     with services.db.unit_of_work(write=False) as uow:
         record = uow.access.get_key(match.group(1))
-    if record is None or not hmac.compare_digest(record.key_hash, hash_key(presented.strip())):
-        raise refused
+    digest = hash_key(presented.strip())
+    if record is None or not hmac.compare_digest(record.key_hash, digest):
+        raise _refused()
     if not key_usable(record, services.clock()):
-        raise refused
+        raise _refused()
+    services.key_cache.put(digest, record, read_at_generation=generation)
     return Principal(key_id=record.key_id, owner=record.owner, role=Role(record.role))
 
 
@@ -211,7 +228,8 @@ def list_keys(services: Services, *, by: Principal) -> list[ApiKeyRecord]:
 
 
 def revoke_key(services: Services, *, key_id: str, by: Principal) -> ApiKeyRecord:
-    """Revoke at once (every request re-reads its key); the revocation is a ledger entry."""
+    """Revoke; the revocation is a ledger entry. This process forgets the key at once, other API processes
+    within ``key_cache_seconds`` (api/services/key_cache.py)."""
     authorize(by, "access.keys")
     with services.db.unit_of_work() as uow:
         record = uow.access.get_key(key_id)
@@ -223,5 +241,6 @@ def revoke_key(services: Services, *, key_id: str, by: Principal) -> ApiKeyRecor
             event = AccessKeyEvent(event="revoked", key_id=key_id, owner=record.owner, role=record.role, by=by_name)
             services.ledger.append(uow.ledger, [EntryDraft(event.TYPE, event.to_dict())])
         updated = uow.access.get_key(key_id)
+    services.key_cache.forget(key_id)
     assert updated is not None
     return updated

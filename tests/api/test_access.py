@@ -157,6 +157,47 @@ def test_revoked_expired_unknown_and_malformed_keys_are_401(
     assert events == ["created", "created", "revoked"]
 
 
+@pytest.mark.parametrize("window", [0.0, 0.6])
+def test_a_key_revoked_by_another_process_is_refused_within_the_cache_window(
+    settings: Settings, credit_artifact: bytes, window: float
+) -> None:
+    """The attacker's case: a leaked key revoked with `rationale access revoke` (another process, another
+    cache) while the server still answers it. It is refused within ``key_cache_seconds``, and at once when 0."""
+    import time
+
+    from api.services.access import local_principal, revoke_key
+
+    server = build_services(settings.model_copy(update={"key_cache_seconds": window}))
+    other = build_services(settings)  # the CLI's process: its own services, its own cache
+    try:
+        leaked = issue_key(server, "data_scientist")
+        app = create_app(services=server, start_workers=False, publish_checkpoints=False)
+        with TestClient(app, raise_server_exceptions=False) as http:
+            assert http.get("/v1/models", headers=bearer(leaked)).status_code == 200  # read, and remembered
+            revoke_key(other, key_id=key_id(leaked), by=local_principal())
+            revoked_at = time.monotonic()
+            while http.get("/v1/models", headers=bearer(leaked)).status_code == 200:
+                assert time.monotonic() - revoked_at < window + 0.5, "a revoked key outlived the cache window"
+                time.sleep(0.02)
+            refused_after = time.monotonic() - revoked_at
+            for _ in range(3):  # and stays refused: a refusal is never remembered as a pass
+                assert http.get("/v1/models", headers=bearer(leaked)).status_code == 401
+        assert refused_after < window + 0.5
+    finally:
+        other.close()
+        server.close()
+
+
+def test_a_key_revoked_through_the_api_is_refused_at_once_even_when_remembered(http: TestClient, svc: Services) -> None:
+    admin = issue_key(svc, "admin")
+    doomed = issue_key(svc, "data_scientist")
+    assert svc.settings.key_cache_seconds > 0
+    for _ in range(3):
+        assert http.get("/v1/models", headers=bearer(doomed)).status_code == 200
+    assert http.delete(f"/v1/access/keys/{key_id(doomed)}", headers=bearer(admin)).status_code == 200
+    assert http.get("/v1/models", headers=bearer(doomed)).status_code == 401
+
+
 def test_bad_key_requests_are_422_and_only_admin_manages_keys(http: TestClient, svc: Services) -> None:
     admin, compliance = issue_key(svc, "admin"), issue_key(svc, "compliance")
     bad = http.post("/v1/access/keys", json={"owner": "x", "role": "superuser"}, headers=bearer(admin))
