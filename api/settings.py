@@ -54,7 +54,11 @@ class Settings(BaseSettings):
         description="most jobs a worker claims at once; slower methods are claimed fewer, about 4 s of work "
         "for its processes, and computed in chunks of about 0.5 s, each recorded as soon as it returns",
     )
-    batch_window_ms: int = Field(default=20, ge=0, description="wait this long to fill a batch")
+    batch_window_ms: int = Field(
+        default=100,
+        ge=0,
+        description="a woken worker, or one that has just emptied the queue, waits this long for a batch to fill",
+    )
     method_batch_sizes: dict[str, int] = Field(
         default_factory=lambda: {"anchors": 2, "counterfactuals": 2},
         description="jobs per micro-batch by method (JSON), overriding batch_size: small for the methods that "

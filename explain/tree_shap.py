@@ -21,8 +21,12 @@ The trees come from shap's ``TreeEnsemble`` parse (sklearn, XGBoost, LightGBM, a
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -117,6 +121,7 @@ def _group_ok(leaves: Leaves, matrix: np.ndarray) -> np.ndarray:
     return ok
 
 
+@lru_cache(maxsize=16)
 def _weights(depth: int) -> tuple[np.ndarray, np.ndarray]:
     """w_plus[nx, nb] = (nx-1)! nb! / (nx+nb)!, w_minus[nx, nb] = nx! (nb-1)! / (nx+nb)!."""
     plus = np.zeros((depth + 1, depth + 1))
@@ -128,6 +133,7 @@ def _weights(depth: int) -> tuple[np.ndarray, np.ndarray]:
                 plus[nx, nb] = f(nx - 1) * f(nb) / f(nx + nb)
             if nb:
                 minus[nx, nb] = f(nx) * f(nb - 1) / f(nx + nb)
+    plus.flags.writeable = minus.flags.writeable = False  # shared by every call (cached)
     return plus, minus
 
 
@@ -144,9 +150,11 @@ class GroupShap:
 PATTERN_DEPTH = 6
 
 
-def _pattern_table(depth: int, plus: np.ndarray, minus: np.ndarray) -> np.ndarray:
+@lru_cache(maxsize=16)
+def _pattern_table(depth: int) -> np.ndarray:
     """T[px, pb, d]: the Shapley coefficient of path group d when x satisfies the groups in bit pattern px
     and the background row those in pb."""
+    plus, minus = _weights(depth)
     n = 2**depth
     bits = ((np.arange(n)[:, None] >> np.arange(depth)[None, :]) & 1).astype(bool)  # (P, D)
     x = bits[:, None, :]
@@ -155,19 +163,27 @@ def _pattern_table(depth: int, plus: np.ndarray, minus: np.ndarray) -> np.ndarra
     reach = ~np.any(~x & ~b, axis=2)
     nx, nb = in_x.sum(axis=2), in_b.sum(axis=2)
     table: np.ndarray = reach[..., None] * (in_x * plus[nx, nb][..., None] - in_b * minus[nx, nb][..., None])
+    table.flags.writeable = False
     return table
 
 
-def _coefficients_by_pattern(ok_x: np.ndarray, ok_b: np.ndarray, plus: np.ndarray, minus: np.ndarray) -> np.ndarray:
-    depth = ok_x.shape[2]
-    weights = 1 << np.arange(depth)
-    px = (ok_x * weights).sum(axis=2)  # (R, L)
-    pb = (ok_b * weights).sum(axis=2)  # (B, L)
-    n_leaves, patterns = ok_x.shape[1], 2**depth
+def _pattern_counts(ok_b: np.ndarray) -> np.ndarray:
+    """(L, P): the share of background rows satisfying each bit pattern of each leaf's path groups."""
+    depth = ok_b.shape[2]
+    pb = (ok_b * (1 << np.arange(depth))).sum(axis=2)  # (B, L)
+    n_leaves, patterns = ok_b.shape[1], 2**depth
     counts = np.zeros((n_leaves, patterns))
     np.add.at(counts, (np.broadcast_to(np.arange(n_leaves), pb.shape), pb), 1.0)
     counts /= len(ok_b)
-    table = _pattern_table(depth, plus, minus)  # (P, P, D)
+    return counts
+
+
+def _coefficients_by_pattern(ok_x: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    depth = ok_x.shape[2]
+    weights = 1 << np.arange(depth)
+    px = (ok_x * weights).sum(axis=2)  # (R, L)
+    n_leaves, patterns = ok_x.shape[1], 2**depth
+    table = _pattern_table(depth)  # (P, P, D)
     coef = np.zeros(ok_x.shape)
     step = max(1, CHUNK_ELEMENTS // max(1, n_leaves * patterns * depth))
     for start in range(0, len(ok_x), step):
@@ -198,23 +214,59 @@ def _coefficients_by_row(ok_x: np.ndarray, ok_b: np.ndarray, plus: np.ndarray, m
     return coef
 
 
+@dataclass(frozen=True, slots=True)
+class _BackgroundSide:
+    """What a call needs of the background: it depends on the trees and the background alone, so it is
+    computed once per process and reused by every batch (for a one-row batch it was most of the work)."""
+
+    leaves: Leaves
+    ok_b: np.ndarray  # (B, L, D), padding slots set
+    base: np.ndarray  # (K,)
+    counts: np.ndarray | None  # (L, P) when the pattern path applies
+
+
+_SIDES: OrderedDict[tuple[int, int, bytes], _BackgroundSide] = OrderedDict()
+_SIDES_LOCK = threading.Lock()
+_SIDES_KEPT = 8
+
+
+def _background_side(leaves: Leaves, background: np.ndarray, n_groups: int) -> _BackgroundSide:
+    matrix = np.ascontiguousarray(background)
+    digest = hashlib.sha256(f"{matrix.shape}{matrix.dtype}".encode() + matrix.tobytes()).digest()
+    key = (id(leaves), n_groups, digest)
+    with _SIDES_LOCK:
+        side = _SIDES.get(key)
+        if side is not None and side.leaves is leaves:  # the very trees: an id is never trusted alone
+            _SIDES.move_to_end(key)
+            return side
+    ok_b = _group_ok(leaves, matrix)  # (B, L, D)
+    ok_b[:, leaves.groups == n_groups] = True  # no group there: both x and b "satisfy" it
+    ok_b.flags.writeable = False
+    base = leaves.base_offset + (ok_b.all(axis=2).astype(float) @ leaves.values).mean(axis=0)
+    counts = _pattern_counts(ok_b) if leaves.groups.shape[1] <= PATTERN_DEPTH else None
+    side = _BackgroundSide(leaves, ok_b, base, counts)
+    with _SIDES_LOCK:
+        _SIDES[key] = side
+        while len(_SIDES) > _SIDES_KEPT:
+            _SIDES.popitem(last=False)
+    return side
+
+
 def group_tree_shap(leaves: Leaves, rows: np.ndarray, background: np.ndarray, n_groups: int) -> GroupShap:
     """Interventional Shapley values of the raw-unit ensemble output, per group, for every row."""
+    side = _background_side(leaves, background, n_groups)
     ok_x = _group_ok(leaves, rows)  # (R, L, D)
-    ok_b = _group_ok(leaves, background)  # (B, L, D)
     n_rows, depth = len(rows), leaves.groups.shape[1]
-    padding = leaves.groups == n_groups  # (L, D): no group there; both "satisfy" it
-    ok_x[:, padding] = True
-    ok_b[:, padding] = True
-    plus, minus = _weights(depth)
+    ok_x[:, leaves.groups == n_groups] = True  # no group there: both "satisfy" it
     values = leaves.values  # (L, K)
     out = np.zeros((n_rows, n_groups + 1, values.shape[1]))
-    base = leaves.base_offset + (ok_b.all(axis=2).astype(float) @ values).mean(axis=0)
+    base = side.base
     output = leaves.base_offset + ok_x.all(axis=2).astype(float) @ values
     if depth <= PATTERN_DEPTH:
-        coef = _coefficients_by_pattern(ok_x, ok_b, plus, minus)
+        coef = _coefficients_by_pattern(ok_x, side.counts if side.counts is not None else _pattern_counts(side.ok_b))
     else:
-        coef = _coefficients_by_row(ok_x, ok_b, plus, minus)
+        plus, minus = _weights(depth)
+        coef = _coefficients_by_row(ok_x, side.ok_b, plus, minus)
     contrib = coef[..., None] * values[None, :, None, :]  # (R, L, D, K)
     by_group = out.transpose(1, 0, 2)  # a view: (groups, R, K)
     for d in range(depth):

@@ -64,6 +64,7 @@ class BatchReport:
     failed: int
     fenced: int
     seconds: float
+    drained: bool = False  # fewer jobs were claimable than the batch could hold: the queue was emptied
 
 
 def new_owner(prefix: str = "local") -> str:
@@ -140,13 +141,20 @@ class JobRunner:
         started = time.monotonic()
         settings = self.services.settings
         now = self.services.clock()
+        most = limit or max([settings.batch_size, *settings.method_batch_sizes.values()])
+        limits: list[int] = []
+
+        def limit_for(model_version_id: int, method: str) -> int:
+            limits.append(self._claim_limit(model_version_id, method))
+            return limits[-1]
+
         with self.services.db.unit_of_work() as uow:
             jobs = uow.jobs.claim(
                 owner=self.owner,
                 now=now,
                 lease_seconds=settings.lease_seconds,
-                limit=limit or max([settings.batch_size, *settings.method_batch_sizes.values()]),
-                limit_for=None if limit else self._claim_limit,
+                limit=most,
+                limit_for=None if limit else limit_for,
             )
         if not jobs:
             return BatchReport(0, 0, 0, 0, time.monotonic() - started)
@@ -159,7 +167,8 @@ class JobRunner:
         metrics = self.services.metrics
         metrics.batch_size.labels(jobs[0].method).observe(len(jobs))
         metrics.batch_seconds.labels(jobs[0].method).observe(seconds)
-        return BatchReport(len(jobs), succeeded, failed, fenced, seconds)
+        drained = len(jobs) < min([most, *limits])
+        return BatchReport(len(jobs), succeeded, failed, fenced, seconds, drained)
 
     def close(self) -> None:
         if self._chunk_threads is not None:
@@ -206,13 +215,19 @@ class JobRunner:
             return totals[0], totals[1], totals[2]
         if self._chunk_threads is None:
             self._chunk_threads = ThreadPoolExecutor(self.parallel, thread_name_prefix=f"{self.owner}-chunk")
-        while remaining or running:
+        pool = self._chunk_threads
+
+        def fill() -> None:
             while remaining and len(running) < self.parallel:
                 chunk = next_chunk()
-                running[self._chunk_threads.submit(timed, chunk)] = chunk
+                running[pool.submit(timed, chunk)] = chunk
+
+        fill()
+        while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                chunk = running.pop(future)
+            done = [(running.pop(future), future) for future in finished]
+            fill()  # a freed process starts its next chunk while this thread records the finished one
+            for chunk, future in done:
                 record(chunk, future.result())
         return totals[0], totals[1], totals[2]
 

@@ -92,6 +92,8 @@ class LocalWorkerPool:
             if report.claimed:
                 with self._count_lock:
                     self.processed += report.succeeded + report.failed
+                if report.drained:  # decisions are arriving one by one: let the next micro-batch gather
+                    self._stop.wait(settings.batch_window_ms / 1000)
                 continue
             self._wake.wait(settings.poll_seconds)
             if self._wake.is_set() and not self._stop.is_set():

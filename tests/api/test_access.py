@@ -176,13 +176,16 @@ def test_a_key_revoked_by_another_process_is_refused_within_the_cache_window(
             assert http.get("/v1/models", headers=bearer(leaked)).status_code == 200  # read, and remembered
             revoke_key(other, key_id=key_id(leaked), by=local_principal())
             revoked_at = time.monotonic()
-            while http.get("/v1/models", headers=bearer(leaked)).status_code == 200:
-                assert time.monotonic() - revoked_at < window + 0.5, "a revoked key outlived the cache window"
+            while True:  # a request sent after the window must be refused, however slow the machine
+                sent = time.monotonic()
+                status = http.get("/v1/models", headers=bearer(leaked)).status_code
+                if status != 200:
+                    break
+                assert sent - revoked_at < window, "a revoked key outlived the cache window"
                 time.sleep(0.02)
-            refused_after = time.monotonic() - revoked_at
+            assert status == 401
             for _ in range(3):  # and stays refused: a refusal is never remembered as a pass
                 assert http.get("/v1/models", headers=bearer(leaked)).status_code == 401
-        assert refused_after < window + 0.5
     finally:
         other.close()
         server.close()

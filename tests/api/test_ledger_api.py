@@ -79,6 +79,6 @@ def test_metrics_and_health(client, services, registered):
     assert "rationale_queue_depth" in text and "rationale_config_batch_size 256.0" in text
     processes = services.settings.explain_processes
     assert processes == default_explain_processes() >= 1  # one per core, the default
-    assert "rationale_config_batch_window_seconds 0.02" in text
+    assert "rationale_config_batch_window_seconds 0.1" in text
     assert f"rationale_config_explain_processes {float(processes)}" in text
     assert client.get("/healthz").json()["status"] == "ok"

@@ -124,3 +124,19 @@ def _model_version_id(services) -> int:
     with services.db.unit_of_work(write=False) as uow:
         [job] = uow.jobs.for_decision("p-0")
     return job.model_version_id
+
+
+def test_a_batch_that_empties_the_queue_says_so_and_a_full_one_does_not(client, services, registered):
+    """The local pool waits the batch window after a batch that emptied the queue (decisions arriving one by
+    one then share the next claim) and claims again at once after a full one (a backlog is drained)."""
+    decisions = [
+        {"decision_id": f"d-{i}", "model": "credit@1", "inputs": r, "explain": ["shap"]}
+        for i, r in enumerate(applicant_rows(5))
+    ]
+    assert client.post("/v1/decisions", json={"decisions": decisions}).status_code == 201
+    runner = JobRunner(services, owner="test-drained")
+    full = runner.run_batch(limit=2)
+    assert (full.claimed, full.drained) == (2, False)
+    rest = runner.run_batch()
+    assert (rest.claimed, rest.drained) == (3, True)
+    assert runner.run_batch().claimed == 0

@@ -322,3 +322,35 @@ def test_counting_background_patterns_gives_the_row_by_row_sums(monkeypatch):
     for a, b in zip(fast, plain, strict=True):
         assert a.body.values == pytest.approx(b.body.values, abs=1e-12)
         assert a.body.base_value == pytest.approx(b.body.base_value, abs=1e-12)
+
+
+def test_the_background_side_is_reused_only_for_the_same_trees_and_background():
+    """Batches reuse what depends on the background alone (computed once per process); a background that
+    differs in one value, or other trees, must never be served another's."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    import explain.tree_shap as tree_shap
+
+    spec = mixed_spec("regression")
+    _, predictor, background = fitted(
+        encoder(GradientBoostingRegressor(n_estimators=20, max_depth=3, random_state=0)),
+        spec,
+        lambda f: np.log(f["income"]) - f["ratio"] + (f["purpose"] == "edu"),
+    )
+    rows = mixed_data(3, seed=4)
+
+    def explain(bg: Background) -> list[tuple[list[float], float]]:
+        results = create_explainer("shap", predictor=predictor, background=bg).explain(rows, seeds=[1, 2, 3])
+        return [(list(r.body.values.values()), r.body.base_value) for r in results]
+
+    shifted_frame = background.frame.copy()
+    shifted_frame.iloc[0, shifted_frame.columns.get_loc("income")] *= 3
+    shifted = Background(shifted_frame, sha256="shifted")
+    first, other = explain(background), explain(shifted)
+    assert first != other  # the changed row moved the base value
+    again = explain(background)  # from the cache
+    tree_shap._SIDES.clear()
+    assert again == first == explain(background)  # the cache changes nothing
+    assert explain(shifted) == other
+    side = next(iter(tree_shap._SIDES.values()))
+    assert not side.ok_b.flags.writeable  # shared between batches: nobody may write to it
