@@ -8,7 +8,6 @@ itself once the server is back.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from audit.canonical import canonical_bytes
 from audit.errors import NonCanonicalValueError
 from storage.errors import ConflictError, SchemaOutdatedError, StorageError, UnavailableError
 from storage.records import EncodedJson
+from storage.writer_queue import WriterQueue
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 APPEND_ONLY_MESSAGE = "ledger is append-only"
@@ -83,8 +83,9 @@ class Database:
         self.engine = engine
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
         # SQLite lets one writer in at a time and makes the others poll with growing sleeps (up to 100 ms
-        # each); writers of this process queue on a mutex instead, and each starts the moment the last ends.
-        self._sqlite_writer = threading.RLock()
+        # each); writers of this process queue here instead, each starting the moment the last ends, the
+        # request path ahead of background work (storage/writer_queue.py)
+        self._sqlite_writer = WriterQueue()
 
     @property
     def dialect(self) -> str:
@@ -122,11 +123,14 @@ class Database:
         return cls(engine)
 
     @contextmanager
-    def unit_of_work(self, *, write: bool = True) -> Iterator[UnitOfWork]:
-        """Commit on success, roll back on any error; database errors leave as StorageError subclasses."""
+    def unit_of_work(self, *, write: bool = True, background: bool = False) -> Iterator[UnitOfWork]:
+        """Commit on success, roll back on any error; database errors leave as StorageError subclasses.
+
+        ``background``: nobody waits on this write (a worker's claim or recording); on SQLite it lets a
+        waiting request-path write go first. PostgreSQL has no process-wide writer slot to order."""
         serialized = write and self.dialect == "sqlite"
         if serialized:
-            self._sqlite_writer.acquire()
+            self._sqlite_writer.acquire(background=background)
         try:
             session = self._sessions()
             if self.dialect == "sqlite":

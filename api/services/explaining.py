@@ -148,7 +148,7 @@ class JobRunner:
             limits.append(self._claim_limit(model_version_id, method))
             return limits[-1]
 
-        with self.services.db.unit_of_work() as uow:
+        with self.services.db.unit_of_work(background=True) as uow:
             jobs = uow.jobs.claim(
                 owner=self.owner,
                 now=now,
@@ -292,7 +292,7 @@ class JobRunner:
         succeeded = failed = fenced = 0
         now = self.services.clock()
         pending: list[tuple[JobRecord, JobOutcome, str]] = []
-        with self.services.db.unit_of_work() as uow:
+        with self.services.db.unit_of_work(background=True) as uow:
             done: dict[str, str] = {}
             for outcome in outcomes:
                 job = by_id[outcome.job_id]
@@ -375,7 +375,7 @@ class JobRunner:
 
     def renew(self, job_ids: Sequence[str]) -> None:
         until = self.services.clock() + timedelta(seconds=self.services.settings.lease_seconds)
-        with self.services.db.unit_of_work() as uow:
+        with self.services.db.unit_of_work(background=True) as uow:
             uow.jobs.renew(owner=self.owner, job_ids=list(job_ids), until=until)
 
 
