@@ -49,7 +49,7 @@ class Settings(BaseSettings):
         "0: compute in the worker threads)",
     )
     batch_size: int = Field(
-        default=256,
+        default=512,
         ge=1,
         description="most jobs a worker claims at once; slower methods are claimed fewer, about 4 s of work "
         "for its processes, and computed in chunks of about 0.5 s, each recorded as soon as it returns",

@@ -76,7 +76,7 @@ def test_bad_proof_requests_are_4xx(client, registered):
 def test_metrics_and_health(client, services, registered):
     text = client.get("/metrics").text
     assert "rationale_ledger_entries 1.0" in text
-    assert "rationale_queue_depth" in text and "rationale_config_batch_size 256.0" in text
+    assert "rationale_queue_depth" in text and "rationale_config_batch_size 512.0" in text
     processes = services.settings.explain_processes
     assert processes == default_explain_processes() >= 1  # one per core, the default
     assert "rationale_config_batch_window_seconds 0.1" in text
