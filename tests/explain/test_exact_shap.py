@@ -302,18 +302,23 @@ def test_explicit_algorithm_that_cannot_apply_is_refused_and_auto_falls_back_vis
         check_request("shap", predictor=lr, background=background, params={"algorithm": "tree"})
 
 
+def _fitted_regression(estimator) -> tuple:
+    """A tree regressor on the mixed data set, its predictor and background."""
+    _, predictor, background = fitted(
+        encoder(estimator),
+        mixed_spec("regression"),
+        lambda f: np.log(f["income"]) - f["ratio"] + (f["purpose"] == "edu"),
+    )
+    return predictor, background
+
+
 def test_counting_background_patterns_gives_the_row_by_row_sums(monkeypatch):
     """The fast path (background rows counted by pattern) against the plain one, on deeper trees too."""
     from sklearn.ensemble import RandomForestRegressor
 
     import explain.tree_shap as tree_shap
 
-    spec = mixed_spec("regression")
-    _, predictor, background = fitted(
-        encoder(RandomForestRegressor(n_estimators=5, max_depth=6, random_state=0)),
-        spec,
-        lambda f: np.log(f["income"]) - f["ratio"] + (f["purpose"] == "edu"),
-    )
+    predictor, background = _fitted_regression(RandomForestRegressor(n_estimators=5, max_depth=6, random_state=0))
     rows = mixed_data(4, seed=9)
     explainer = create_explainer("shap", predictor=predictor, background=background)
     fast = explainer.explain(rows, seeds=[1, 2, 3, 4])
@@ -331,12 +336,7 @@ def test_the_background_side_is_reused_only_for_the_same_trees_and_background():
 
     import explain.tree_shap as tree_shap
 
-    spec = mixed_spec("regression")
-    _, predictor, background = fitted(
-        encoder(GradientBoostingRegressor(n_estimators=20, max_depth=3, random_state=0)),
-        spec,
-        lambda f: np.log(f["income"]) - f["ratio"] + (f["purpose"] == "edu"),
-    )
+    predictor, background = _fitted_regression(GradientBoostingRegressor(n_estimators=20, max_depth=3, random_state=0))
     rows = mixed_data(3, seed=4)
 
     def explain(bg: Background) -> list[tuple[list[float], float]]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,20 +20,22 @@ from storage.writer_queue import WriterQueue
 HOLD = 0.03  # seconds a background writer keeps the slot each time
 
 
-def _hammer(queue_or_db: WriterQueue | Database, stop: threading.Event, *, background: bool) -> threading.Thread:
-    """A thread taking the slot back to back, each time for HOLD, until ``stop``."""
+@contextmanager
+def _held(queue: WriterQueue, *, background: bool) -> Iterator[None]:
+    queue.acquire(background=background)
+    try:
+        yield
+    finally:
+        queue.release()
+
+
+def _hammer(take: Callable[[], AbstractContextManager[object]], stop: threading.Event) -> threading.Thread:
+    """A thread taking the slot (``take()``) back to back, each time for HOLD, until ``stop``."""
 
     def run() -> None:
         while not stop.is_set():
-            if isinstance(queue_or_db, WriterQueue):
-                queue_or_db.acquire(background=background)
-                try:
-                    time.sleep(HOLD)
-                finally:
-                    queue_or_db.release()
-            else:
-                with queue_or_db.unit_of_work(background=background):
-                    time.sleep(HOLD)
+            with take():
+                time.sleep(HOLD)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -68,7 +72,8 @@ def test_a_waiting_foreground_writer_goes_before_a_waiting_background_one():
 def test_background_work_is_delayed_by_a_stream_of_requests_but_not_starved():
     queue = WriterQueue(patience=0.1)
     stop = threading.Event()
-    streams = [_hammer(queue, stop, background=False) for _ in range(3)]  # a foreground writer always waits
+    # three request-path writers: one of them is always waiting
+    streams = [_hammer(lambda: _held(queue, background=False), stop) for _ in range(3)]
     try:
         time.sleep(0.05)
         started = time.monotonic()
@@ -158,7 +163,7 @@ def test_a_request_path_write_waits_for_at_most_the_background_write_already_run
     """Two worker threads writing back to back (a backlog being recorded); a request's write comes next."""
     if database.dialect != "sqlite":  # PostgreSQL has no process-wide writer slot: writers run side by side
         stop = threading.Event()
-        workers = [_hammer(database, stop, background=True) for _ in range(2)]
+        workers = [_hammer(lambda: database.unit_of_work(background=True), stop) for _ in range(2)]
         try:
             with database.unit_of_work() as uow:
                 assert uow.jobs.depth() == 0
@@ -168,7 +173,7 @@ def test_a_request_path_write_waits_for_at_most_the_background_write_already_run
                 t.join(5)
         return
     stop = threading.Event()
-    workers = [_hammer(database, stop, background=True) for _ in range(2)]
+    workers = [_hammer(lambda: database.unit_of_work(background=True), stop) for _ in range(2)]
     waits = []
     try:
         time.sleep(0.05)
