@@ -8,7 +8,7 @@ import json
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -235,12 +235,14 @@ def create_export(
                 for index in [*commitment.indices, entry.index]:
                     line = {"index": index, "leaf_hash": leaves[index].hex(), "proof": [h.hex() for h in prove(index)]}
                     out.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+            rotations = _rotations_jsonl(uow.ledger.rotation_entries(), checkpoint.tree_size, prove)
         signer = next(k for k in keys if k.key_id == checkpoint.key_id)
         summary = writer.seal(
             manifest=manifest,
             export_entry=entry.canonical,
             proofs=proofs,
             checkpoint=checkpoint.note,
+            rotations=rotations,
         )
     except BaseException:
         writer.abort()
@@ -268,6 +270,23 @@ def create_export(
 
 
 CHUNK = 500
+
+
+def _rotations_jsonl(
+    entries: Sequence[StoredEntry], tree_size: int, prove: Callable[[int], list[bytes]]
+) -> bytes | None:
+    """rotations.jsonl: every key rotation in the checkpoint's tree with its proof, so that a regulator who
+    pinned an earlier key reaches the key that signed (FORMAT.md §6); None when there has been none."""
+    lines = [
+        json.dumps(
+            {"index": e.index, "entry": e.canonical.decode("utf-8"), "proof": [h.hex() for h in prove(e.index)]},
+            separators=(",", ":"),
+        ).encode()
+        + b"\n"
+        for e in entries
+        if e.index < tree_size
+    ]
+    return b"".join(lines) or None
 
 
 def _keys_json(keys: list[StoredKey]) -> bytes:

@@ -2,8 +2,8 @@
 
 Content members (entries as their stored bytes, views, model cards, verify.py, FORMAT.md) are streamed into
 the zip, each hashed as it is written; their list becomes manifest.json, whose SHA-256 the caller commits in
-an export.created entry. Only then are the sealing members added: that entry, the inclusion proofs and the
-signed checkpoint that covers it. The archive is plain: no duplicate names, no data
+an export.created entry. Only then are the sealing members added: that entry, the inclusion proofs, the
+signed checkpoint that covers it and the key rotations in its tree. The archive is plain: no duplicate names, no data
 descriptors, fixed timestamps, members back to back — what verify.py insists on.
 """
 
@@ -22,6 +22,7 @@ from audit.bundle.core import core
 FORMAT = "rationale-bundle/2"
 ASSETS = ("verify.py", "FORMAT.md")
 SEALING = ("manifest.json", "export.json", "proofs.jsonl", "checkpoint.txt")
+ROTATIONS = "rotations.jsonl"  # sealing too, and only when the ledger holds key rotations
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +95,17 @@ class BundleWriter:
         }
         return json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
 
-    def seal(self, *, manifest: bytes, export_entry: bytes, proofs: Path, checkpoint: str) -> BundleSummary:
-        """Add the sealing members and close; returns the bundle's SHA-256."""
+    def seal(
+        self, *, manifest: bytes, export_entry: bytes, proofs: Path, checkpoint: str, rotations: bytes | None = None
+    ) -> BundleSummary:
+        """Add the sealing members (``rotations.jsonl`` only when the ledger has key rotations) and close;
+        returns the bundle's SHA-256."""
         self._write("manifest.json", manifest)
         self._write("export.json", export_entry)
         self._write("proofs.jsonl", proofs)
         self._write("checkpoint.txt", checkpoint.encode("utf-8"))
+        if rotations is not None:
+            self._write(ROTATIONS, rotations)
         self.zip.close()
         digest = hashlib.sha256()
         with open(self.path, "rb") as handle:

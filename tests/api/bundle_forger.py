@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit.merkle import inclusion_path, leaf_hash, root_from_leaves
 from audit.note import checkpoint_text, sign_note, verifier_key
 
-SEALING = ("manifest.json", "export.json", "proofs.jsonl", "checkpoint.txt")
+SEALING = ("manifest.json", "export.json", "proofs.jsonl", "checkpoint.txt", "rotations.jsonl")
 
 
 @dataclass
@@ -99,10 +99,11 @@ class Forge:
             ]
             self.files["export.json"] = rfc8785.dumps(export)
 
-    def rehash(self) -> None:
-        """What a forger does to an unsigned manifest: list every member again with its new hash and size."""
+    def rehash(self, also: tuple[str, ...] = ()) -> None:
+        """What a forger does to an unsigned manifest: list every member again with its new hash and size
+        (sealing members only where already listed, or named in ``also``)."""
         manifest = self.json("manifest.json")
-        old = set(manifest["files"])
+        old = {*manifest["files"], *also}
         manifest["files"] = {
             n: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)}
             for n, d in sorted(self.files.items())
@@ -113,11 +114,16 @@ class Forge:
         self.files["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
 
     def reseal(
-        self, *, key: Ed25519PrivateKey | None = None, name: str | None = None, keys_json: str = "replace"
+        self,
+        *,
+        key: Ed25519PrivateKey | None = None,
+        name: str | None = None,
+        keys_json: str = "replace",
+        also: tuple[str, ...] = (),
     ) -> Ed25519PrivateKey:
         """Full forgery: re-hash the manifest, point the export entry at it, build a new tree over the
-        bundle's entries (the leaves it does not hold are filler), new proofs, a checkpoint signed by ``key``
-        (a fresh one by default), and keys.json replaced by (or appended with) that key."""
+        bundle's entries and key rotations (the leaves it does not hold are filler), new proofs, a checkpoint
+        signed by ``key`` (a fresh one by default), and keys.json replaced by (or appended with) that key."""
         key = key or Ed25519PrivateKey.generate()
         note = self.files["checkpoint.txt"].decode()
         origin, size_text = note.split("\n")[:2]
@@ -135,7 +141,7 @@ class Forge:
             keys = self.json("keys.json")
             keys["keys"] = [*keys["keys"], forged] if keys_json == "append" else [forged]
             self.files["keys.json"] = json.dumps(keys, indent=2).encode()
-        self.rehash()
+        self.rehash(also)
         export = self.export_entry()
         if export is not None:
             export["payload"]["manifest_sha256"] = hashlib.sha256(self.files["manifest.json"]).hexdigest()
@@ -144,19 +150,23 @@ class Forge:
         present = {i: self.files[f"entries/{i}.json"] for i in self.entry_indices()}
         if export is not None:
             present[export["index"]] = self.files["export.json"]
-        for i, data in present.items():
+        rotations = [json.loads(line) for line in self.files.get("rotations.jsonl", b"").splitlines()]
+        for i, data in [*present.items(), *((r["index"], r["entry"].encode()) for r in rotations)]:
             leaves[i] = leaf_hash(data)
         root = root_from_leaves(leaves)
 
         def subtree(start: int, end: int) -> bytes:
             return root_from_leaves(leaves[start:end])
 
-        self.set_proof_lines(
-            [
-                {"index": i, "leaf_hash": leaves[i].hex(), "proof": [h.hex() for h in inclusion_path(i, size, subtree)]}
-                for i in sorted(present)
-            ]
-        )
+        def proof(index: int) -> list[str]:
+            return [h.hex() for h in inclusion_path(index, size, subtree)]
+
+        self.set_proof_lines([{"index": i, "leaf_hash": leaves[i].hex(), "proof": proof(i)} for i in sorted(present)])
+        if rotations:
+            lines = [{"index": r["index"], "entry": r["entry"], "proof": proof(r["index"])} for r in rotations]
+            self.files["rotations.jsonl"] = b"".join(
+                json.dumps(x, separators=(",", ":")).encode() + b"\n" for x in lines
+            )
         note = sign_note(checkpoint_text(origin, size, root), name=name, private_key=key)
         self.files["checkpoint.txt"] = note.encode()
         self.rehash()  # the sealing members too, where a manifest lists them

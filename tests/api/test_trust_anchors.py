@@ -212,3 +212,19 @@ def test_verify_bundle_with_key_requires_the_checkpoint_signed_by_it(ledger, cli
     capsys.readouterr()
     assert verify_bundle_file(path, quiet=False, keys=[stranger.text]) == 1
     assert stranger.text in capsys.readouterr().out
+
+
+def test_a_bundle_exported_after_a_rotation_verifies_with_only_the_first_key(ledger, client, tmp_path, capsys):
+    """The regulator's pinned key predates the rotation; the bundle carries the rotation entry and its proof."""
+    first = _anchor(ledger)
+    rotated = rotate_signing_key(ledger)
+    export = client.post("/v1/exports", json={"model": "credit@1"})
+    assert export.status_code == 201, export.text
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(client.get(f"/v1/exports/{export.json()['export_id']}/bundle").content)
+    capsys.readouterr()
+    assert verify_bundle_file(path, quiet=False, keys=[first]) == 0
+    out = capsys.readouterr().out
+    assert f"Ed25519 by {rotated.next.text}, reached from the pinned key {first}" in out
+    assert f"at entries {rotated.ledger_index}" in out
+    assert verify_whole_ledger(ledger, quiet=True) == 0

@@ -8,7 +8,9 @@
 VERIFIER_KEY is the deployment's C2SP verifier key (``<name>+<hex key hash>+<base64>``), obtained from the
 deployment out of band, never from the bundle. FORMAT.md specifies every check; in order: the archive
 (no duplicate, unsafe, unexpected, encrypted or oversized member, no bytes outside its members); the
-checkpoint's Ed25519 signature (RFC 8032, implemented below) by a pinned key; the export entry and every
+checkpoint's Ed25519 signature (RFC 8032, implemented below) by a pinned key, or by a later key that the
+bundle's key.rotated entries (rotations.jsonl, each signed by its outgoing key and included in the checkpoint)
+hand over to from a pinned key; the export entry and every
 entry hashing to a leaf included in that checkpoint (RFC 9162); the manifest bound by the export entry and
 every member bound by the manifest; the entries being exactly what the export entry says the filter
 matched; and every view (JSONL, Parquet, HTML, PDF, model cards) equal, byte for byte, to the one this file
@@ -274,10 +276,11 @@ VIEWS = (
 )
 ASSETS = ("verify.py", "FORMAT.md")
 KEYS = "keys.json"  # the deployment's public keys at export time: bound by the manifest, never a trust anchor
+ROTATIONS = "rotations.jsonl"  # sealing, present when the ledger holds key rotations: pinned key -> signer
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _LAYOUT = re.compile(
     r"(?:%s)\Z|entries/(?:0|[1-9][0-9]{0,18})\.json\Z|models/%s@%s\.json\Z"
-    % ("|".join(re.escape(n) for n in SEALING + VIEWS + ASSETS + (KEYS,)), _NAME, _NAME)
+    % ("|".join(re.escape(n) for n in SEALING + VIEWS + ASSETS + (KEYS, ROTATIONS)), _NAME, _NAME)
 )
 
 
@@ -424,8 +427,105 @@ def parse_entry(data, index, what):
     return entry
 
 
-def check_signature(archive, pinned):
-    """The checkpoint, signed by a pinned key (anchored) or only by a key of keys.json (not anchored)."""
+ROTATION_TYPE = "key.rotated"
+ROTATION_CONTEXT = b"rationale key rotation v1\n"
+_ROTATION_KEYS = {"version", "previous", "next", "signature"}
+
+
+def _rotation_key(text, index):
+    """A verifier key named in rotation ``index``, which must be spelled exactly as verifier_key spells it."""
+    try:
+        key = parse_verifier_key(text) if isinstance(text, str) else None
+    except Usage:
+        key = None
+    if key is None or verifier_key(*key) != text:
+        raise Failed("key rotation entry %d: %r is not a verifier key in its canonical spelling" % (index, text))
+    return key
+
+
+def read_rotations(archive):
+    """The key.rotated entries of rotations.jsonl, each well formed and validly signed by its outgoing key.
+
+    Whether they belong to the checkpoint's tree is checked once the checkpoint is open (check_rotations)."""
+    if not archive.has(ROTATIONS):
+        return []
+    lines = archive.read(ROTATIONS).split(b"\n")
+    if lines[-1] != b"" or len(lines) == 1:
+        raise Failed("rotations.jsonl is empty or does not end with a newline")
+    rotations = []  # type: list[dict]
+    for line in lines[:-1]:
+        item = strict_json(line, ROTATIONS)
+        if (
+            not isinstance(item, dict)
+            or set(item) != {"index", "entry", "proof"}
+            or not _is_int(item["index"])
+            or not isinstance(item["entry"], str)
+            or not isinstance(item["proof"], list)
+        ):
+            raise Failed("rotations.jsonl holds a malformed line")
+        index = item["index"]
+        canonical = {"index": index, "entry": item["entry"], "proof": item["proof"]}
+        if line != json.dumps(canonical, separators=(",", ":")).encode():
+            raise Failed("rotations.jsonl line for entry %d is not in its one compact form" % index)
+        if rotations and index <= rotations[-1]["index"]:
+            raise Failed("rotations.jsonl lines are not in strictly increasing index order")
+        if not all(isinstance(h, str) and re.fullmatch("[0-9a-f]{64}", h) for h in item["proof"]):
+            raise Failed("key rotation entry %d: proof is not a list of lowercase hex SHA-256 hashes" % index)
+        data = item["entry"].encode("utf-8")
+        entry = parse_entry(data, index, "key rotation entry %d" % index)
+        payload = entry["payload"]
+        if entry["type"] != ROTATION_TYPE or set(payload) != _ROTATION_KEYS or payload["version"] != 1:
+            raise Failed("entry %d in rotations.jsonl is not a version 1 %s entry" % (index, ROTATION_TYPE))
+        if not _is_int(payload["version"]) or not isinstance(payload["signature"], str):
+            raise Failed("key rotation entry %d: version or signature is malformed" % index)
+        previous, following = _rotation_key(payload["previous"], index), _rotation_key(payload["next"], index)
+        try:
+            signature = base64.b64decode(payload["signature"], validate=True)
+        except ValueError:
+            raise Failed("key rotation entry %d: the signature is not base64" % index) from None
+        message = ROTATION_CONTEXT + ("%s\n%s\n" % (payload["previous"], payload["next"])).encode("ascii")
+        if not ed25519_verify(previous[1], message, signature):
+            raise Failed(
+                "key rotation entry %d: the signature by the outgoing key %s does not verify"
+                % (index, payload["previous"])
+            )
+        rotations.append(
+            {
+                "index": index,
+                "leaf": leaf_hash(data),
+                "proof": [bytes.fromhex(h) for h in item["proof"]],
+                "previous": previous,
+                "next": following,
+            }
+        )
+    return rotations
+
+
+def follow_rotations(anchors, rotations):
+    """Each key a verifier accepts: {(name, public): (smallest tree size it may sign, rotation indices that
+    reached it)}. Anchors sign any size; a rotation extends the set only from a key it already holds, and a key
+    introduced by the rotation at index r signs trees of size r + 1 and more (they commit to that entry)."""
+    reach = {key: (0, ()) for key in anchors}  # type: dict
+    for rotation in rotations:
+        held = reach.get(rotation["previous"])
+        if held is None or held[0] > rotation["index"] or rotation["next"] in reach:
+            continue
+        reach[rotation["next"]] = (rotation["index"] + 1, held[1] + (rotation["index"],))
+    return reach
+
+
+def check_rotations(rotations, size, root):
+    """Every rotation the bundle carries is an entry of the checkpoint's tree."""
+    for rotation in rotations:
+        index = rotation["index"]
+        if not inclusion_ok(rotation["leaf"], index, size, rotation["proof"], root):
+            raise Failed("key rotation entry %d: inclusion proof does not lead to the checkpoint root" % index)
+
+
+def check_signature(archive, pinned, rotations=()):
+    """The checkpoint, signed by a pinned key (anchored) or only by a key of keys.json (not anchored), or by a
+    key those hand over to through the key rotations; returns (origin, size, root, signer), anchored and the
+    indices of the rotations that reached the signer."""
     note = archive.read("checkpoint.txt").decode("utf-8", "replace")
     keys_doc = strict_json(archive.read("keys.json"), "keys.json")
     carried = []
@@ -435,19 +535,24 @@ def check_signature(archive, pinned):
             carried.append((str(key["name"]), public))
         except (KeyError, TypeError, ValueError):
             raise Failed("keys.json holds a malformed key") from None
-    if pinned:
-        opened = open_checkpoint(note, pinned)
-        if opened is None:
-            offered = ", ".join(verifier_key(n, p) for n, p in carried) or "none"
-            raise Failed(
-                "checkpoint is not signed by a pinned key (%s); the bundle's keys.json offers: %s"
-                % (", ".join(verifier_key(n, p) for n, p in pinned), offered)
-            )
-        return opened, True
-    opened = open_checkpoint(note, carried)
+    reach = follow_rotations(pinned or carried, rotations)
+    opened = open_checkpoint(note, list(reach))
+    if opened is None and pinned:
+        offered = ", ".join(verifier_key(n, p) for n, p in carried) or "none"
+        raise Failed(
+            "checkpoint is not signed by a pinned key (%s) or a key the rotations hand over to; the bundle's "
+            "keys.json offers: %s" % (", ".join(verifier_key(n, p) for n, p in pinned), offered)
+        )
     if opened is None:
         raise Failed("checkpoint is not signed by any key in keys.json")
-    return opened, False
+    size = opened[1]
+    opened = open_checkpoint(note, [key for key, (first, _) in reach.items() if first <= size])
+    if opened is None:
+        raise Failed(
+            "checkpoint of tree size %d is signed only by a key introduced at or after entry %d: a key signs "
+            "only trees that hold the rotation introducing it" % (size, size)
+        )
+    return opened, bool(pinned), reach[opened[3]][1]
 
 
 def check_export(archive, size, root):
@@ -489,7 +594,7 @@ def check_manifest(archive, export):
     if indices and indices[-1] >= payload["tree_size"]:
         raise Failed("manifest.json lists an entry at or after the exported tree size")
     for name, meta in files.items():
-        if name in SEALING or not isinstance(meta, dict) or set(meta) != {"sha256", "size"}:
+        if name in SEALING or name == ROTATIONS or not isinstance(meta, dict) or set(meta) != {"sha256", "size"}:
             raise Failed("manifest.json lists %r wrongly" % name)
     return manifest
 
@@ -535,7 +640,7 @@ def check_members(archive, manifest, roles):
     if listed - models != expected:
         extra = sorted((listed - models) ^ expected)
         raise Failed("manifest.json files differ from the bundle layout at %s" % extra[0])
-    actual = archive.names - set(SEALING)
+    actual = archive.names - set(SEALING) - {ROTATIONS}
     if actual != listed:
         name = sorted(actual ^ listed)[0]
         raise Failed("file %s is %s" % (name, "not listed in manifest.json" if name in actual else "missing"))
@@ -665,10 +770,21 @@ def verify(path, keys=(), out=print):
             "ok  archive: %d members, no duplicate, unsafe or unexpected name, nothing outside them"
             % len(archive.names)
         )
-        (origin, size, root, signer), anchored = check_signature(archive, pinned)
+        rotations = read_rotations(archive)
+        (origin, size, root, signer), anchored, chain = check_signature(archive, pinned, rotations)
         how = "a pinned key" if anchored else "a key the bundle carries (keys.json), NOT a pinned key"
+        if chain:
+            start = next(r["previous"] for r in rotations if r["index"] == chain[0])
+            how = "reached from %s through the key rotations at entries %s" % (
+                ("the pinned key %s" if anchored else "%s, a key the bundle carries (keys.json), NOT a pinned key")
+                % verifier_key(*start),
+                ", ".join(str(i) for i in chain),
+            )
         out("ok  checkpoint: %s, tree size %d, root %s" % (origin, size, root.hex()))
         out("ok  signature: Ed25519 by %s, %s" % (verifier_key(*signer), how))
+        check_rotations(rotations, size, root)
+        if rotations:
+            out("ok  key rotations: %d key.rotated entries hash to leaves included in the checkpoint" % len(rotations))
         export_index, export, export_bytes = check_export(archive, size, root)
         manifest = check_manifest(archive, export)
         if manifest.get("origin") != origin:
