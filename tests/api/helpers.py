@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from explain.samples import credit_spec, make_credit_frame
@@ -21,6 +25,49 @@ def credit_manifest(**overrides: Any) -> dict[str, Any]:
     }
     manifest.update(overrides)
     return manifest
+
+
+def register_credit(client: Any, artifact: bytes) -> None:
+    """credit@1, the model the API tests decide with."""
+    resp = client.post(
+        "/v1/models",
+        data={"manifest": json.dumps(credit_manifest())},
+        files={"artifact": ("model.skops", artifact)},
+    )
+    assert resp.status_code == 201, resp.text
+
+
+@contextmanager
+def own_deployment(tmp: Path, artifact: bytes) -> Iterator[tuple[Any, Any]]:
+    """(services, admin client) of a deployment of its own on SQLite under ``tmp``, credit@1 registered: for
+    module-scoped fixtures, which the per-test ``services`` fixture cannot serve."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.container import build_services
+    from api.settings import Settings
+    from storage.db import Database
+
+    settings = Settings(
+        environment="test",
+        data_dir=tmp / "data",
+        database_url=f"sqlite:///{tmp}/rationale.db",
+        workers=0,
+        origin="rationale.test/ledger",
+        gc_freeze=False,
+    )
+    db = Database.from_url(settings.effective_database_url)
+    db.upgrade()
+    db.dispose()
+    services = build_services(settings)
+    try:
+        app = create_app(services=services, start_workers=False, publish_checkpoints=False)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            client.headers.update(auth_headers(services))  # access control is on: an admin key
+            register_credit(client, artifact)
+            yield services, client
+    finally:
+        services.close()
 
 
 def applicant_rows(n: int, *, seed: int = 11) -> list[dict[str, Any]]:

@@ -14,25 +14,20 @@ import io
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.app import create_app
-from api.container import build_services
-from api.settings import Settings
 from api.workers.local_pool import drain
 from audit.note import verifier_key
-from storage.db import Database
 from tests.api.bundle_forger import Forge, patch_declared_size, set_flag, symlink_member
-from tests.api.helpers import applicant_rows, auth_headers, credit_manifest
+from tests.api.helpers import applicant_rows, own_deployment
 
 TRUSTED_VERIFY = Path(__file__).resolve().parents[2] / "audit" / "bundle" / "assets" / "verify.py"
 BARE = [sys.executable, "-I", "-S"]
@@ -46,29 +41,8 @@ class Genuine:
 
 
 @pytest.fixture(scope="module")
-def genuine(tmp_path_factory: pytest.TempPathFactory, credit_artifact: bytes) -> Iterator[Genuine]:
-    tmp = tmp_path_factory.mktemp("forgery")
-    settings = Settings(
-        environment="test",
-        data_dir=tmp / "data",
-        database_url=f"sqlite:///{tmp}/rationale.db",
-        workers=0,
-        origin="rationale.test/ledger",
-        gc_freeze=False,
-    )
-    db = Database.from_url(settings.effective_database_url)
-    db.upgrade()
-    db.dispose()
-    services = build_services(settings)
-    app = create_app(services=services, start_workers=False, publish_checkpoints=False)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        client.headers.update(auth_headers(services))  # access control is on: an admin key
-        resp = client.post(
-            "/v1/models",
-            data={"manifest": json.dumps(credit_manifest())},
-            files={"artifact": ("model.skops", credit_artifact)},
-        )
-        assert resp.status_code == 201, resp.text
+def genuine(tmp_path_factory: pytest.TempPathFactory, credit_artifact: bytes) -> Genuine:
+    with own_deployment(tmp_path_factory.mktemp("forgery"), credit_artifact) as (services, client):
         decisions = [
             {"decision_id": f"x-{i}", "model": "credit@1", "inputs": r, "subject_ref": f"s-{i % 2}"}
             for i, r in enumerate(applicant_rows(6))
@@ -80,9 +54,8 @@ def genuine(tmp_path_factory: pytest.TempPathFactory, credit_artifact: bytes) ->
         export = client.post("/v1/exports", json={"model": "credit@1", "subject_refs": ["s-0"]})
         assert export.status_code == 201, export.text
         data = client.get(f"/v1/exports/{export.json()['export_id']}/bundle").content
-    active = services.keyring.active()
-    yield Genuine(data, verifier_key(active.name, active.public_key), services.keyring.private(active.key_id))
-    services.close()
+        active = services.keyring.active()
+        return Genuine(data, verifier_key(active.name, active.public_key), services.keyring.private(active.key_id))
 
 
 @dataclass(frozen=True)

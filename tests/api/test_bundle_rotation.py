@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,15 +22,12 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.app import create_app
-from api.container import Services, build_services
+from api.container import Services
 from api.services.keys import rotate_signing_key
-from api.settings import Settings
 from audit.note import checkpoint_text, sign_note
 from audit.trust import KeyRotation, VerifierKey
-from storage.db import Database
 from tests.api.bundle_forger import Forge
-from tests.api.helpers import applicant_rows, auth_headers, credit_manifest
+from tests.api.helpers import applicant_rows, own_deployment
 from tests.api.test_bundle_forgery import Answer, cli_verify, stdlib_verify
 
 ROTATIONS = "rotations.jsonl"
@@ -65,29 +62,8 @@ def _active(services: Services) -> tuple[str, Ed25519PrivateKey]:
 
 
 @pytest.fixture(scope="module")
-def rotated(tmp_path_factory: pytest.TempPathFactory, credit_artifact: bytes) -> Iterator[Rotated]:
-    tmp = tmp_path_factory.mktemp("rotation")
-    settings = Settings(
-        environment="test",
-        data_dir=tmp / "data",
-        database_url=f"sqlite:///{tmp}/rationale.db",
-        workers=0,
-        origin="rationale.test/ledger",
-        gc_freeze=False,
-    )
-    db = Database.from_url(settings.effective_database_url)
-    db.upgrade()
-    db.dispose()
-    services = build_services(settings)
-    app = create_app(services=services, start_workers=False, publish_checkpoints=False)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        client.headers.update(auth_headers(services))
-        resp = client.post(
-            "/v1/models",
-            data={"manifest": json.dumps(credit_manifest())},
-            files={"artifact": ("model.skops", credit_artifact)},
-        )
-        assert resp.status_code == 201, resp.text
+def rotated(tmp_path_factory: pytest.TempPathFactory, credit_artifact: bytes) -> Rotated:
+    with own_deployment(tmp_path_factory.mktemp("rotation"), credit_artifact) as (services, client):
         _log(client, "a", 3)
         first = _active(services)
         before = _export(client)
@@ -99,7 +75,7 @@ def rotated(tmp_path_factory: pytest.TempPathFactory, credit_artifact: bytes) ->
         _log(client, "c", 2)
         third = _active(services)
         after_two = _export(client)
-    yield Rotated(
+    return Rotated(
         before,
         after_one,
         after_two,
@@ -107,7 +83,6 @@ def rotated(tmp_path_factory: pytest.TempPathFactory, credit_artifact: bytes) ->
         (first[1], second[1], third[1]),
         (one.ledger_index, two.ledger_index),
     )
-    services.close()
 
 
 def _write(tmp_path: Path, data: bytes, name: str = "bundle.zip") -> Path:

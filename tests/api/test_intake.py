@@ -26,7 +26,7 @@ from api.container import Services
 from api.services.intake import Intake
 from api.services.verification import verify_whole_ledger
 from api.settings import Settings
-from tests.api.helpers import applicant_rows, auth_headers, credit_manifest
+from tests.api.helpers import applicant_rows, auth_headers, credit_manifest, register_credit
 
 
 def _decision(decision_id: str, row: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -68,12 +68,7 @@ def _register(services: Services, credit_artifact: bytes) -> None:
     app = create_app(services=services, start_workers=False, publish_checkpoints=False)
     with TestClient(app) as client:
         client.headers.update(auth_headers(services))
-        resp = client.post(
-            "/v1/models",
-            data={"manifest": json.dumps(credit_manifest())},
-            files={"artifact": ("model.skops", credit_artifact)},
-        )
-        assert resp.status_code == 201, resp.text
+        register_credit(client, credit_artifact)
 
 
 def test_one_bad_decision_in_a_group_fails_alone(services, credit_artifact):
