@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -150,11 +151,15 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         print(f"rationale: {exc}", file=sys.stderr)
         return 2
     if args.bundle:
-        if args.witness_key or args.quorum:
-            print(
-                "note: bundles carry no cosignatures yet; --witness-key/--quorum apply to the ledger", file=sys.stderr
-            )
-        return _verify_bundle(Path(args.bundle), texts or [k.text for k in settings.trust_anchors], quiet=args.quiet)
+        witnesses = args.witness_key or [k for k in re.split(r"[,\s]+", settings.witness_keys) if k]
+        quorum = args.quorum if args.quorum is not None else settings.witness_quorum
+        return _verify_bundle(
+            Path(args.bundle),
+            texts or [k.text for k in settings.trust_anchors],
+            quiet=args.quiet,
+            witnesses=witnesses,
+            quorum=quorum,
+        )
     anchors = _verifier_keys(texts)
     if anchors is None:
         return 2
@@ -184,12 +189,13 @@ def _verifier_keys(texts: Sequence[str]) -> list[VerifierKey] | None:
     return keys
 
 
-def _verify_bundle(path: Path, keys: list[str], *, quiet: bool) -> int:
+def _verify_bundle(path: Path, keys: list[str], *, quiet: bool, witnesses: Sequence[str], quorum: int | None) -> int:
     """`verify --bundle`: the checks of verify.py (one core), against keys pinned with --key/--key-file (or
-    RATIONALE_TRUSTED_KEYS); the keys a bundle carries are data to check, never the anchor."""
+    RATIONALE_TRUSTED_KEYS) and witnesses pinned with --witness-key (or RATIONALE_WITNESS_KEYS); the keys a
+    bundle carries are data to check, never the anchor."""
     from audit.bundle.reader import run
 
-    return run(path, keys=keys, quiet=quiet)
+    return run(path, keys=keys, quiet=quiet, witnesses=witnesses, quorum=quorum)
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -369,8 +375,11 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         f"  bundle SHA-256     {record.bundle_sha256}\n"
         f"  verifier key (pin) {record.verifier_key}\n"
         f"  verify.py SHA-256  {record.verify_py_sha256}\n"
-        f"Give the regulator the verifier key and the verify.py hash by another channel than the bundle; they "
-        f"check it with: python3 -I -S verify.py --key {record.verifier_key} {Path(args.out).name}"
+        + "".join(f"  cosigned by        {key}\n" for key in record.witnesses)
+        + f"Give the regulator the verifier key and the verify.py hash by another channel than the bundle; they "
+        f"check it with: python3 -I -S verify.py --key {record.verifier_key}"
+        + "".join(f" --witness-key {key}" for key in record.witnesses)
+        + f" {Path(args.out).name}"
     )
     return 0
 
@@ -474,13 +483,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--witness-key",
         action="append",
         metavar="VKEY",
-        help="a witness verifier key whose cosignatures count (repeatable; default RATIONALE_WITNESS_KEYS)",
+        help="a witness verifier key whose cosignatures count (repeatable; default RATIONALE_WITNESS_KEYS); for a "
+        "bundle, cosignatures of its checkpoint",
     )
     p.add_argument(
         "--quorum",
         type=int,
         metavar="N",
-        help="cosignatures the latest checkpoint needs (default RATIONALE_WITNESS_QUORUM, else every witness key)",
+        help="cosignatures the latest checkpoint (a bundle's checkpoint) needs (default RATIONALE_WITNESS_QUORUM, "
+        "else every witness key)",
     )
     p.set_defaults(handler=cmd_verify)
 

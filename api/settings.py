@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     )
     witness_poll_seconds: float = Field(default=0.5, gt=0, description="pusher: look for a new checkpoint")
     witness_timeout_seconds: float = Field(default=5.0, gt=0, description="HTTP timeout of one add-checkpoint call")
+    export_witness_wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="an export waits this long for every witness to cosign the checkpoint that seals its bundle",
+    )
     # ... and a verifier counts cosignatures by these keys only.
     witness_keys: str = Field(
         default="", description="witness verifier keys a verifier trusts, separated by commas or whitespace"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -16,13 +18,18 @@ from typing import Any
 
 from api.container import Services
 from api.services.checkpoints import publish_now
+from api.services.witnessing import latest_witnessed, parse_witnesses
 from audit.bundle.core import asset, core, verify_py_sha256
 from audit.bundle.payload import ExportCreated, MatchedDecision
 from audit.bundle.writer import ASSETS, BundleWriter
+from audit.cosignature import Cosignature
 from audit.entry import EntryDraft, StoredEntry, format_timestamp
 from audit.note import verifier_key
-from audit.port import StoredKey
+from audit.port import StoredCheckpoint, StoredKey
+from storage.cosignatures import CosignatureRepository
 from storage.errors import NotFoundError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +65,7 @@ class ExportRecord:
     checkpoint_size: int = 0
     verifier_key: str = ""  # the key that signed the bundle's checkpoint: what the regulator pins
     verify_py_sha256: str = ""  # SHA-256 of the verify.py shipped in the bundle
+    witnesses: list[str] = field(default_factory=list)  # the witness keys whose cosignatures the checkpoint carries
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -224,8 +232,9 @@ def create_export(
         commitment = replace(commitment, manifest_sha256=hashlib.sha256(manifest).hexdigest())
         with services.db.unit_of_work() as uow:
             [entry] = services.ledger.append(uow.ledger, [EntryDraft(ExportCreated.TYPE, commitment.to_payload())])
-        checkpoint = publish_now(services)
-        assert checkpoint is not None and checkpoint.tree_size > entry.index
+        signed = publish_now(services)
+        assert signed is not None and signed.tree_size > entry.index
+        checkpoint, note, cosigned = _sealing_checkpoint(services, signed)
         leaves[entry.index] = entry.leaf_hash
         proofs = work / "proofs.jsonl"
         with services.db.unit_of_work(write=False) as uow:
@@ -241,7 +250,7 @@ def create_export(
             manifest=manifest,
             export_entry=entry.canonical,
             proofs=proofs,
-            checkpoint=checkpoint.note,
+            checkpoint=note,
             rotations=rotations,
         )
     except BaseException:
@@ -264,12 +273,50 @@ def create_export(
         checkpoint_size=checkpoint.tree_size,
         verifier_key=verifier_key(signer.name, signer.public_key),
         verify_py_sha256=verify_py_sha256(),
+        witnesses=[str(c.key) for c in cosigned],
     )
     (export_dir(services) / f"{export_id}.json").write_text(json.dumps(asdict(export), indent=2))
     return export
 
 
 CHUNK = 500
+
+
+def _sealing_checkpoint(
+    services: Services, published: StoredCheckpoint
+) -> tuple[StoredCheckpoint, str, list[Cosignature]]:
+    """The checkpoint a bundle is sealed with, as a note carrying its witnesses' cosignatures.
+
+    Without configured witnesses: ``published`` as signed. With them: the newest checkpoint at or after
+    ``published`` that every witness has cosigned (the pushers of ``rationale serve`` send each new one), waited
+    for up to ``export_witness_wait_seconds``; after that, the newest one at or after it with the most
+    cosignatures (or ``published`` with none), so a witness that is down delays exports but never stops them.
+    A regulator who pins the witnesses (``verify.py --witness-key``) then knows the operator could not have
+    shown them another history."""
+    witnesses = len(parse_witnesses(services.settings.witnesses))
+    if not witnesses:
+        return published, published.note, []
+    deadline = time.monotonic() + services.settings.export_witness_wait_seconds
+    while True:
+        with services.db.unit_of_work(write=False) as uow:
+            repo = CosignatureRepository(uow.session)
+            waited = time.monotonic() >= deadline
+            for count in range(witnesses, 0 if waited else witnesses - 1, -1):
+                found = latest_witnessed(services, uow.ledger, repo, count)
+                if found is not None and found[0].tree_size >= published.tree_size:
+                    if count < witnesses:
+                        log.warning(
+                            "export sealed with checkpoint %d cosigned by %d of %d witnesses (waited %.1f s)",
+                            found[0].tree_size,
+                            count,
+                            witnesses,
+                            services.settings.export_witness_wait_seconds,
+                        )
+                    return found
+            if waited:
+                log.warning("export sealed with checkpoint %d: no witness cosigned it in time", published.tree_size)
+                return published, published.note, []
+        time.sleep(0.05)
 
 
 def _rotations_jsonl(

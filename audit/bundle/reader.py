@@ -38,10 +38,15 @@ class BundleReport:
         return list(self.output)
 
 
-def verify_bundle(path: Path, keys: Sequence[str] = ()) -> BundleReport:
-    """Verify ``path`` against the pinned verifier keys ``keys`` (C2SP verifier-key strings)."""
+def verify_bundle(
+    path: Path, keys: Sequence[str] = (), *, witnesses: Sequence[str] = (), quorum: int | None = None
+) -> BundleReport:
+    """Verify ``path`` against the pinned verifier keys ``keys`` (C2SP verifier-key strings), and require
+    cosignatures by ``quorum`` (default: all) of the pinned ``witnesses`` keys."""
     report = BundleReport()
-    report.code = core().verify(str(path), list(keys), out=report.output.append)
+    report.code = core().verify(
+        str(path), list(keys), out=report.output.append, witnesses=list(witnesses), quorum=quorum
+    )
     return report
 
 
@@ -53,9 +58,16 @@ def read_key_files(paths: Sequence[str]) -> list[str]:
     return keys
 
 
-def run(path: Path, *, keys: Sequence[str], quiet: bool = False) -> int:
+def run(
+    path: Path,
+    *,
+    keys: Sequence[str],
+    quiet: bool = False,
+    witnesses: Sequence[str] = (),
+    quorum: int | None = None,
+) -> int:
     """Print the core's lines (only the verdict when quiet) and return its exit status."""
-    report = verify_bundle(path, keys)
+    report = verify_bundle(path, keys, witnesses=witnesses, quorum=quorum)
     for line in report.output if not quiet else report.output[-1:]:
         print(line)
     return report.code

@@ -184,6 +184,20 @@ class Forge:
         return buffer.getvalue()
 
 
+def edit_byte(data: bytes, at: int, how: str, value: int = 0) -> bytes:
+    """One byte at ``at`` flipped (case bit), set to ``value``, deleted, or ``value`` inserted before it."""
+    edited = bytearray(data)
+    if how == "flip":
+        edited[at] ^= 0x20
+    elif how == "insert":
+        edited[at:at] = bytes([value])
+    elif how == "delete":
+        del edited[at]
+    else:
+        edited[at] = value
+    return bytes(edited)
+
+
 def patch_declared_size(archive: bytes, member: str, size: int) -> bytes:
     """Make a member claim ``size`` uncompressed bytes in its local header and central directory entry
     (ZIP64 is not involved: sizes up to 4 GiB - 1)."""

@@ -26,7 +26,7 @@ from api.container import Services
 from api.services.keys import rotate_signing_key
 from audit.note import checkpoint_text, sign_note
 from audit.trust import KeyRotation, VerifierKey
-from tests.api.bundle_forger import Forge
+from tests.api.bundle_forger import Forge, edit_byte
 from tests.api.helpers import applicant_rows, own_deployment
 from tests.api.test_bundle_forgery import Answer, cli_verify, stdlib_verify
 
@@ -277,18 +277,9 @@ def test_any_edit_of_the_rotations_is_refused(rotated, tmp_path, where, how, val
     """One byte of rotations.jsonl flipped, inserted, deleted or set, whichever key the regulator pinned:
     the bundle is refused even when the signer is pinned directly and needs no rotation."""
     forge = Forge.open(rotated.after_two)
-    data = bytearray(forge.files[ROTATIONS])
-    at = int(where * len(data))
-    if how == "flip":
-        data[at] ^= 0x20
-    elif how == "insert":
-        data[at:at] = bytes([value])
-    elif how == "delete":
-        del data[at]
-    else:
-        data[at] = value
-    if bytes(data) == forge.files[ROTATIONS]:
+    data = edit_byte(forge.files[ROTATIONS], int(where * len(forge.files[ROTATIONS])), how, value)
+    if data == forge.files[ROTATIONS]:
         return
-    forge.files[ROTATIONS] = bytes(data)
+    forge.files[ROTATIONS] = data
     path = _write(tmp_path, forge.bytes(), "edited.zip")
-    assert _core_answer(path, [rotated.keys[pinned]]) == 1, (how, at)
+    assert _core_answer(path, [rotated.keys[pinned]]) == 1, (how, where)

@@ -152,7 +152,7 @@ def log_settings(tmp_path: Path, db_url: str, **extra: Any) -> Settings:
     )
 
 
-def start_log(tmp_path: Path, db_url: str, witnesses: list[Proc], vkeys: list[str]) -> Proc:
+def start_log(tmp_path: Path, db_url: str, witnesses: list[Proc], vkeys: list[str], **settings: str) -> Proc:
     Settings(database_url=db_url)  # the configuration parses
     port = free_port()
     env = {
@@ -166,6 +166,7 @@ def start_log(tmp_path: Path, db_url: str, witnesses: list[Proc], vkeys: list[st
         "RATIONALE_WITNESS_POLL_SECONDS": "0.1",
         "RATIONALE_WITNESS_TIMEOUT_SECONDS": "2",
         "RATIONALE_GC_FREEZE": "false",
+        **{f"RATIONALE_{name.upper()}": value for name, value in settings.items()},
     }
     args = [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", "0"]
     log = Proc(args, env, port, tmp_path / "log.log").start()
@@ -175,6 +176,17 @@ def start_log(tmp_path: Path, db_url: str, witnesses: list[Proc], vkeys: list[st
     finally:
         services.close()
     return log
+
+
+def register_over_http(log: Proc, artifact: bytes) -> None:
+    resp = httpx.post(
+        f"{log.url}/v1/models",
+        headers=log.headers,
+        data={"manifest": json.dumps(credit_manifest())},
+        files={"artifact": ("model.skops", artifact)},
+        timeout=120,
+    )
+    assert resp.status_code == 201, resp.text
 
 
 def latest_checkpoint(log: Proc) -> dict[str, Any]:
@@ -255,14 +267,7 @@ def test_witnessed_log_as_processes(tmp_path, db_url, log_keyring, witnesses, cr
     vkeys = [witness_vkey(w) for w in witnesses]
     log = start_log(tmp_path, db_url, witnesses, vkeys)
     try:
-        resp = httpx.post(
-            f"{log.url}/v1/models",
-            headers=log.headers,
-            data={"manifest": json.dumps(credit_manifest())},
-            files={"artifact": ("model.skops", credit_artifact)},
-            timeout=120,
-        )
-        assert resp.status_code == 201, resp.text
+        register_over_http(log, credit_artifact)
         post_decisions(log, "a", 5)
 
         # 1. the log's checkpoint gets cosigned by both witnesses and is served cosigned
@@ -438,3 +443,90 @@ def test_a_forged_checkpoint_in_the_log_database_is_refused_and_reported(tmp_pat
         assert monitored.split("\n")[1] == "5"  # the witness still vouches for the honest tree only
     finally:
         services.close()
+
+
+def _bundle(log: Proc, tmp_path: Path, name: str) -> tuple[Path, dict[str, Any]]:
+    resp = httpx.post(f"{log.url}/v1/exports", json={"model": "credit@1"}, headers=log.headers, timeout=120)
+    assert resp.status_code == 201, resp.text
+    export = resp.json()
+    data = httpx.get(f"{log.url}/v1/exports/{export['export_id']}/bundle", headers=log.headers, timeout=60).content
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path, export
+
+
+def _forged_by_the_insider(path: Path, ring: Keyring, *, keep_cosignatures: bool) -> Path:
+    """The operator flips a decision's output, regenerates every view and re-seals with the log's real key;
+    the genuine cosignature lines are kept (now over another tree) or dropped."""
+    from tests.api.bundle_forger import Forge
+    from tests.api.test_bundle_forgery import flip_output
+
+    forge = Forge.open(path.read_bytes())
+    genuine_lines = forge.files["checkpoint.txt"].decode().split("\n\n")[1].splitlines()[1:]
+    flip_output(forge, None)  # type: ignore[arg-type]  # the views are regenerated too
+    forge.reseal(key=ring.private(), keys_json="keep")
+    if keep_cosignatures:
+        note = forge.files["checkpoint.txt"].decode() + "".join(line + "\n" for line in genuine_lines)
+        forge.files["checkpoint.txt"] = note.encode()
+    forged_path = path.with_name(f"forged-{keep_cosignatures}.zip")
+    forged_path.write_bytes(forge.bytes())
+    return forged_path
+
+
+@pytest.mark.heavy
+def test_a_bundle_carries_its_witnesses_cosignatures_and_an_insider_forgery_fails_the_quorum(
+    tmp_path, db_url, log_keyring, witnesses, credit_artifact
+):
+    """Without witnesses, an operator holding the signing key can re-seal a bundle with a flipped decision and
+    every view regenerated, and it verifies. With the witnesses pinned, it cannot: the witnesses cosigned only
+    the real tree."""
+    from tests.api.test_bundle_forgery import Answer, stdlib_verify
+
+    ring, log_vkey = log_keyring
+    w2 = witnesses[1]
+    vkeys = [witness_vkey(w) for w in witnesses]
+    log = start_log(tmp_path, db_url, witnesses, vkeys, export_witness_wait_seconds="3")
+    try:
+        register_over_http(log, credit_artifact)
+        post_decisions(log, "a", 4)
+        bundle, export = _bundle(log, tmp_path, "witnessed.zip")
+        assert sorted(export["witnesses"]) == sorted(vkeys)
+        pinned = ["--key", log_vkey, *key_args(vkeys)]
+        assert stdlib_verify(bundle, [log_vkey]) == Answer(0, "bundle verified")
+        result = _stdlib(bundle, pinned)
+        assert result.returncode == 0, result.stdout
+        assert "ok  witnesses: 2 of the required 2 pinned witnesses cosigned the checkpoint" in result.stdout
+        ours = run_verify(db_url, tmp_path, "--bundle", str(bundle), "--key", log_vkey, *key_args(vkeys))
+        assert ours.returncode == 0 and ours.stdout.strip().endswith("bundle verified"), ours.stdout + ours.stderr
+
+        for keep in (False, True):
+            forged_bundle = _forged_by_the_insider(bundle, ring, keep_cosignatures=keep)
+            assert stdlib_verify(forged_bundle, [log_vkey]) == Answer(0, "bundle verified")  # the attack, unpinned
+            answer = _stdlib(forged_bundle, pinned)
+            assert answer.returncode == 1, answer.stdout
+            reason = "does not verify" if keep else "0 of the required 2 pinned witnesses cosigned"
+            assert reason in answer.stdout.strip().splitlines()[-1], answer.stdout
+
+        # a witness down: the export waits its 3 s, then seals with the one cosignature it has
+        w2.stop()
+        post_decisions(log, "b", 2)
+        wait_for(lambda: cosigned(log, 1), "the remaining witness cosigning the latest checkpoint")
+        started = time.monotonic()
+        partial, export = _bundle(log, tmp_path, "partial.zip")
+        assert time.monotonic() - started >= 3
+        assert export["witnesses"] == [vkeys[0]]
+        assert _stdlib(partial, ["--key", log_vkey, *key_args(vkeys[:1])]).returncode == 0
+        short = _stdlib(partial, pinned)
+        assert short.returncode == 1 and "1 of the required 2" in short.stdout, short.stdout
+        assert _stdlib(partial, [*pinned, "--quorum", "1"]).returncode == 0
+    finally:
+        log.stop()
+
+
+def _stdlib(path: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-I", "-S", str(ROOT / "audit/bundle/assets/verify.py"), *args, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

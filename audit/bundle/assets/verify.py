@@ -4,13 +4,15 @@
 
     python3 -I -S verify.py --key VERIFIER_KEY bundle.zip
     python3 -I -S verify.py --key-file deployment.vkey bundle.zip
+    python3 -I -S verify.py --key VERIFIER_KEY --witness-key WITNESS_KEY [--witness-key ...] [--quorum N] bundle.zip
 
 VERIFIER_KEY is the deployment's C2SP verifier key (``<name>+<hex key hash>+<base64>``), obtained from the
 deployment out of band, never from the bundle. FORMAT.md specifies every check; in order: the archive
 (no duplicate, unsafe, unexpected, encrypted or oversized member, no bytes outside its members); the
 checkpoint's Ed25519 signature (RFC 8032, implemented below) by a pinned key, or by a later key that the
 bundle's key.rotated entries (rotations.jsonl, each signed by its outgoing key and included in the checkpoint)
-hand over to from a pinned key; the export entry and every
+hand over to from a pinned key; with --witness-key, cosignatures of the checkpoint by at least --quorum
+(default: all) of the pinned witnesses (C2SP tlog-cosignature); the export entry and every
 entry hashing to a leaf included in that checkpoint (RFC 9162); the manifest bound by the export entry and
 every member bound by the manifest; the entries being exactly what the export entry says the filter
 matched; and every view (JSONL, Parquet, HTML, PDF, model cards) equal, byte for byte, to the one this file
@@ -165,28 +167,33 @@ class Usage(Exception):
     """A command-line argument is wrong."""
 
 
-def key_hash(name, public):
-    return hashlib.sha256(name.encode() + b"\n\x01" + public).digest()[:4]
+LOG_KEY, WITNESS_KEY = b"\x01", b"\x04"  # signature types: Ed25519 notes, Ed25519 cosignature/v1
 
 
-def verifier_key(name, public):
-    return "%s+%s+%s" % (name, key_hash(name, public).hex(), base64.b64encode(b"\x01" + public).decode())
+def key_hash(name, public, alg=LOG_KEY):
+    return hashlib.sha256(name.encode() + b"\n" + alg + public).digest()[:4]
 
 
-def parse_verifier_key(text):
-    """(name, 32-byte public key) from a C2SP verifier key ``<name>+<hex key hash>+<base64(0x01 || key)>``."""
+def verifier_key(name, public, alg=LOG_KEY):
+    return "%s+%s+%s" % (name, key_hash(name, public, alg).hex(), base64.b64encode(alg + public).decode())
+
+
+def parse_verifier_key(text, alg=LOG_KEY):
+    """(name, 32-byte public key) from a C2SP verifier key ``<name>+<hex key hash>+<base64(alg || key)>``:
+    alg 0x01 for the log's key, 0x04 for a witness's (C2SP tlog-cosignature)."""
+    kind = "witness key" if alg == WITNESS_KEY else "verifier key"
     parts = text.strip().split("+", 2)  # the name has no "+"; base64 may
     if len(parts) != 3 or not parts[0] or any(c.isspace() for c in parts[0]):
-        raise Usage("not a C2SP verifier key (name+keyhash+base64): %r" % text)
+        raise Usage("not a C2SP %s (name+keyhash+base64): %r" % (kind, text))
     name, hash_hex, blob = parts
     try:
         raw = base64.b64decode(blob, validate=True)
     except ValueError:
-        raise Usage("verifier key %r: the key is not base64" % text) from None
-    if len(raw) != 33 or raw[:1] != b"\x01":
-        raise Usage("verifier key %r: not an Ed25519 key (0x01 followed by 32 bytes)" % text)
-    if key_hash(name, raw[1:]).hex() != hash_hex.lower():
-        raise Usage("verifier key %r: its key hash does not match its name and key" % text)
+        raise Usage("%s %r: the key is not base64" % (kind, text)) from None
+    if len(raw) != 33 or raw[:1] != alg:
+        raise Usage("%s %r: not an Ed25519 key (0x%02x followed by 32 bytes)" % (kind, text, alg[0]))
+    if key_hash(name, raw[1:], alg).hex() != hash_hex.lower():
+        raise Usage("%s %r: its key hash does not match its name and key" % (kind, text))
     return name, raw[1:]
 
 
@@ -236,6 +243,41 @@ def open_checkpoint(note, keys):
     if len(root) != 32:
         raise Failed("checkpoint root hash is not 32 bytes of base64")
     return body[0], int(body[1]), root, signer
+
+
+COSIGNATURE_HEADER = b"cosignature/v1\n"
+MAX_TIMESTAMP = 2**63 - 1
+
+
+def check_cosignatures(note, witnesses, quorum):
+    """At least ``quorum`` of the pinned witnesses cosigned the checkpoint (C2SP tlog-cosignature
+    ``cosignature/v1``): {(name, public): timestamp}. A line whose name and key hash match a pinned witness but
+    whose signature fails is a failure, not skipped; lines of other keys are ignored."""
+    text, _, block = note.rpartition("\n\n")
+    body = (text + "\n").encode()
+    known = {(name, key_hash(name, public, WITNESS_KEY)): (name, public) for name, public in witnesses}
+    found = {}  # type: dict
+    for line in block[:-1].split("\n"):  # open_checkpoint has checked the block's form and base64
+        name, _, blob = line[2:].partition(" ")
+        raw = base64.b64decode(blob)
+        witness = known.get((name, raw[:4]))
+        if witness is None:
+            continue
+        shown = verifier_key(name, witness[1], WITNESS_KEY)
+        timestamp = int.from_bytes(raw[4:12], "big")
+        if len(raw) != 4 + 8 + 64 or not 0 < timestamp <= MAX_TIMESTAMP:
+            raise Failed("the cosignature by witness %s is not a cosignature/v1 (4 + 8 + 64 bytes)" % shown)
+        message = COSIGNATURE_HEADER + b"time %d\n" % timestamp + body
+        if not ed25519_verify(witness[1], message, raw[12:]):
+            raise Failed("the cosignature by witness %s does not verify" % shown)
+        found.setdefault(witness, timestamp)
+    if len(found) < quorum:
+        names = ", ".join(verifier_key(n, p, WITNESS_KEY) for n, p in found) or "none"
+        raise Failed(
+            "%d of the required %d pinned witnesses cosigned the checkpoint (cosigned by: %s)"
+            % (len(found), quorum, names)
+        )
+    return found
 
 
 # --- Strict JSON ---------------------------------------------------------------------------------------
@@ -756,10 +798,16 @@ def check_views(archive, manifest, payload, entries, contents):
     return len(VIEWS) + len(cards)
 
 
-def verify(path, keys=(), out=print):
-    """Run every check; print one line per check and a verdict; return the exit status."""
+def verify(path, keys=(), out=print, witnesses=(), quorum=None):
+    """Run every check; print one line per check and a verdict; return the exit status.
+
+    ``witnesses`` are pinned witness keys; ``quorum`` (default: all of them) must have cosigned the checkpoint."""
     try:
         pinned = [parse_verifier_key(k) for k in keys]
+        witness_keys = list(dict.fromkeys(parse_verifier_key(k, WITNESS_KEY) for k in witnesses))
+        quorum = len(witness_keys) if quorum is None else quorum
+        if not 0 <= quorum <= len(witness_keys):
+            raise Usage("a quorum of %d needs as many --witness-key, %d given" % (quorum, len(witness_keys)))
     except Usage as exc:
         out("usage: %s" % exc)
         return EXIT_USAGE
@@ -785,6 +833,12 @@ def verify(path, keys=(), out=print):
         check_rotations(rotations, size, root)
         if rotations:
             out("ok  key rotations: %d key.rotated entries hash to leaves included in the checkpoint" % len(rotations))
+        if quorum:
+            cosigned = check_cosignatures(archive.read("checkpoint.txt").decode("utf-8"), witness_keys, quorum)
+            out(
+                "ok  witnesses: %d of the required %d pinned witnesses cosigned the checkpoint: %s"
+                % (len(cosigned), quorum, ", ".join(verifier_key(n, p, WITNESS_KEY) for n, p in cosigned))
+            )
         export_index, export, export_bytes = check_export(archive, size, root)
         manifest = check_manifest(archive, export)
         if manifest.get("origin") != origin:
@@ -1517,7 +1571,7 @@ class ParquetWriter:
 
 # --- Command line ----------------------------------------------------------------------------------------
 def main(argv):
-    keys, path, args = [], None, list(argv)
+    keys, witnesses, quorum, path, args = [], [], None, None, list(argv)
     try:
         while args:
             arg = args.pop(0)
@@ -1526,6 +1580,13 @@ def main(argv):
                 return EXIT_USAGE
             if arg == "--key" and args:
                 keys.append(args.pop(0))
+            elif arg == "--witness-key" and args:
+                witnesses.append(args.pop(0))
+            elif arg == "--quorum" and args:
+                text = args.pop(0)
+                if not re.fullmatch(r"0|[1-9][0-9]{0,5}", text):
+                    raise Usage("--quorum takes a number of witnesses, not %r" % text)
+                quorum = int(text)
             elif arg == "--key-file" and args:
                 keys.extend(read_key_file(args.pop(0)))
             elif arg.startswith("-") or path is not None:
@@ -1537,7 +1598,7 @@ def main(argv):
     except Usage as exc:
         print("usage: %s\n%s" % (exc, __doc__.split("\n\n")[1]))
         return EXIT_USAGE
-    return verify(path, keys)
+    return verify(path, keys, witnesses=witnesses, quorum=quorum)
 
 
 if __name__ == "__main__":
