@@ -359,6 +359,12 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         outcome=args.outcome,
     )
     services = _services(settings)
+    pusher = None
+    if settings.witnesses.strip():  # no `rationale serve` may be up to push the export's checkpoint: push it
+        from api.services.witnessing import WitnessPusher
+
+        pusher = WitnessPusher(services)
+        pusher.start()
     try:
         with tqdm(desc="writing bundle", unit="entry", disable=args.quiet) as bar:
 
@@ -367,6 +373,8 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
             record = create_export(services, flt=flt, requested_by="cli", progress=advance)
     finally:
+        if pusher is not None:
+            pusher.stop()
         services.close()
     shutil.copyfile(record.bundle_path, args.out)
     print(

@@ -288,11 +288,11 @@ def _sealing_checkpoint(
     """The checkpoint a bundle is sealed with, as a note carrying its witnesses' cosignatures.
 
     Without configured witnesses: ``published`` as signed. With them: the newest checkpoint at or after
-    ``published`` that every witness has cosigned (the pushers of ``rationale serve`` send each new one), waited
-    for up to ``export_witness_wait_seconds``; after that, the newest one at or after it with the most
-    cosignatures (or ``published`` with none), so a witness that is down delays exports but never stops them.
-    A regulator who pins the witnesses (``verify.py --witness-key``) then knows the operator could not have
-    shown them another history."""
+    ``published`` that every witness has cosigned (the pushers of ``rationale serve`` or ``rationale export``
+    send each new one), waited for up to ``export_witness_wait_seconds``; after that, the newest one at or after
+    it with the most cosignatures (or ``published`` with none), so a witness that is down delays exports but
+    never stops them. A regulator who pins the witnesses (``verify.py --witness-key``) then knows the operator
+    could not have shown them another history."""
     witnesses = len(parse_witnesses(services.settings.witnesses))
     if not witnesses:
         return published, published.note, []

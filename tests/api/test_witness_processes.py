@@ -519,6 +519,24 @@ def test_a_bundle_carries_its_witnesses_cosignatures_and_an_insider_forgery_fail
         short = _stdlib(partial, pinned)
         assert short.returncode == 1 and "1 of the required 2" in short.stdout, short.stdout
         assert _stdlib(partial, [*pinned, "--quorum", "1"]).returncode == 0
+
+        # `rationale export` with no `serve` up pushes its own checkpoint to the witnesses (one back from down)
+        w2.start()
+        log.stop()
+        exported = subprocess.run(
+            [sys.executable, "-m", "api.cli", "export", "--out", str(tmp_path / "cli.zip"), "--quiet"],
+            env={
+                **{k: v for k, v in log.env.items() if not k.startswith("RATIONALE_CHECKPOINT_EVERY")},
+                "RATIONALE_EXPORT_WITNESS_WAIT_SECONDS": "30",
+            },
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert exported.returncode == 0, exported.stderr
+        assert all(f"cosigned by        {key}" in exported.stdout for key in vkeys), exported.stdout
+        assert _stdlib(tmp_path / "cli.zip", pinned).returncode == 0
     finally:
         log.stop()
 
