@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import signal
 import sys
 import threading
@@ -151,7 +150,9 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         print(f"rationale: {exc}", file=sys.stderr)
         return 2
     if args.bundle:
-        witnesses = args.witness_key or [k for k in re.split(r"[,\s]+", settings.witness_keys) if k]
+        from api.services.witnessing import parse_witness_keys
+
+        witnesses = args.witness_key or [str(k) for k in parse_witness_keys(settings.witness_keys)]
         quorum = args.quorum if args.quorum is not None else settings.witness_quorum
         return _verify_bundle(
             Path(args.bundle),
